@@ -1,0 +1,3 @@
+"""Lodestar: an MCP server for documentation search and agents."""
+
+__version__ = "0.1.0"
