@@ -1,0 +1,109 @@
+"""Text analysis shared by indexing and querying: identifiers split into words, English stemming.
+
+Docs queries mix prose with code names. `streamUntilIdle`, `PIIDetector` and `max_tokens` are indexed
+both whole and as their words, so "stream until idle" and the identifier itself find the same section.
+One fused tokenizer does splitting, lowercasing, stop words and stemming: a chain of Whoosh filters
+costs a generator hop per token per filter, which dominated index builds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+from whoosh.analysis import STOP_WORDS, Analyzer, Token
+from whoosh.lang.porter import stem
+
+_WORD = re.compile(r"\w+", re.U)
+_WORD_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+# Words that carry no meaning in a question typed into a docs search box.
+QUESTION_WORDS = frozenset(
+    "how do does did i what which where why who whom my me can could should would shall there "
+    "is are was were be been an the a to of in on for with about any some way ways".split()
+)
+
+
+@cache
+def _stem(word: str) -> str:
+    return stem(word)
+
+
+@cache
+def _parts(word: str) -> tuple[tuple[int, str], ...]:
+    """Offsets and lowercase words of a compound identifier; empty for a plain word."""
+    if word.isalpha() and (word.islower() or word[1:].islower()):
+        return ()
+    parts = tuple((m.start(), m.group().lower()) for m in _WORD_PART.finditer(word))
+    return parts if len(parts) > 1 else ()
+
+
+class DocsAnalyzer(Analyzer):
+    """Words, each compound also split into its parts; lowercased, stop words dropped, stemmed."""
+
+    def has_morph(self) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __call__(
+        self,
+        value: str,
+        positions: bool = False,
+        chars: bool = False,
+        keeporiginal: bool = False,
+        removestops: bool = True,
+        start_pos: int = 0,
+        start_char: int = 0,
+        tokenize: bool = True,
+        mode: str = "",
+        no_morph: bool = False,
+        **kwargs: Any,
+    ) -> Iterator[Token]:
+        token = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        stemmer = (lambda w: w) if no_morph else _stem
+        pos = start_pos
+        for match in _WORD.finditer(value):
+            word = match.group()
+            start = match.start()
+            pieces = ((0, word.lower()), *_parts(word))
+            for index, (offset, piece) in enumerate(pieces):
+                stopped = piece in STOP_WORDS
+                if stopped and removestops:
+                    continue
+                token.text = stemmer(piece)
+                token.stopped = stopped
+                token.boost = 1.0
+                if keeporiginal:
+                    token.original = piece
+                if positions:
+                    token.pos = pos
+                if chars:
+                    token.startchar = start_char + start + offset
+                    token.endchar = token.startchar + (len(piece) if index else len(word))
+                yield token
+            pos += 1
+
+
+@cache
+def analyzer() -> DocsAnalyzer:
+    return DocsAnalyzer()
+
+
+def query_words(text: str) -> list[str]:
+    """The query's words, question words dropped unless nothing else is left."""
+    words = _WORD.findall(text)
+    kept = [w for w in words if w.lower() not in QUESTION_WORDS]
+    return kept or words
+
+
+def query_terms(text: str) -> list[str]:
+    """Distinct index terms of a query."""
+    terms = [t.text for t in analyzer()(" ".join(query_words(text)), mode="query")]
+    return list(dict.fromkeys(terms))

@@ -1,0 +1,302 @@
+"""The on-disk Whoosh index of one corpus and its manifest (the catalog of pages and sections).
+
+An index lives in the user cache under a key derived from the corpus root. The manifest records each
+file's size, mtime and content hash, so an unchanged corpus opens without reading a page, a touched but
+unchanged file costs one hash, and changed files are re-indexed one by one. Writers take a file lock;
+full builds go to a temporary folder renamed into place, so concurrent processes never see half an index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+from whoosh import index as whoosh_index
+from whoosh.codec import whoosh3
+from whoosh.fields import ID, STORED, TEXT, Schema
+
+from lodestar.docs.analysis import analyzer
+from lodestar.docs.errors import CorpusError
+from lodestar.docs.progress import Progress
+from lodestar.docs.sections import Page, parse_page
+from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
+
+
+class SectionRecord(BaseModel):
+    heading: str
+    level: int
+    anchor: str
+    start: int
+    end: int
+
+
+class DocRecord(BaseModel):
+    size: int
+    mtime_ns: int
+    sha: str
+    title: str
+    sections: list[SectionRecord]
+
+
+class Manifest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    files: dict[str, DocRecord] = {}
+
+    @property
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for path in sorted(self.files):
+            digest.update(f"{path}\0{self.files[path].sha}\n".encode())
+        return digest.hexdigest()[:12]
+
+
+def _cached_length_reader(self: whoosh3.W3PerDocReader, fieldname: str, column: object) -> object:
+    """Whoosh's reader caches found length columns but stats the disk again for each missing one,
+    once per posting of an unscored field while a segment is written: a third of a full build."""
+    try:
+        return self._readers[fieldname]
+    except KeyError:
+        reader = self.column_reader(fieldname, column) if self.has_column(fieldname) else None
+        self._readers[fieldname] = reader
+        return reader
+
+
+whoosh3.W3PerDocReader._cached_reader = _cached_length_reader
+
+
+def schema() -> Schema:
+    text = analyzer()
+    return Schema(
+        path=ID(stored=True),
+        ordinal=STORED(),
+        title=TEXT(analyzer=text, phrase=False),
+        headings=TEXT(analyzer=text, phrase=False),
+        body=TEXT(analyzer=text, phrase=False, stored=True, spelling=True),
+        code=TEXT(analyzer=text, phrase=False),
+        pathtext=TEXT(analyzer=text, phrase=False),
+    )
+
+
+@dataclass(slots=True)
+class OpenedIndex:
+    index: whoosh_index.Index
+    manifest: Manifest
+    built: str  # "cached", "updated N", "built"
+
+
+def index_dir(cache_dir: Path, source: CorpusSource) -> Path:
+    key = hashlib.sha256(str(source.root).encode()).hexdigest()[:12]
+    return cache_dir / "indexes" / f"{source.name}-{key}"
+
+
+def scan(root: Path) -> dict[str, os.stat_result]:
+    """Markdown files below root, by forward-slash relative path; links that leave root are skipped."""
+    found: dict[str, os.stat_result] = {}
+    real_root = root.resolve()
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
+        for name in files:
+            if not name.endswith(DOC_SUFFIXES):
+                continue
+            full = Path(folder, name)
+            if full.is_symlink() and not full.resolve().is_relative_to(real_root):
+                log.warning("skipping %s: it links outside the corpus root", full)
+                continue
+            found[full.relative_to(root).as_posix()] = full.stat()
+    return found
+
+
+def read_text(root: Path, relative: str) -> str:
+    with open(root / relative, encoding="utf-8", errors="replace", newline="") as handle:
+        return handle.read()
+
+
+def open_index(source: CorpusSource, cache_dir: Path) -> OpenedIndex:
+    """Open the corpus index, building or updating it first when the files changed."""
+    folder = index_dir(cache_dir, source)
+    stats = scan(source.root)
+    if not stats:
+        raise CorpusError(f"corpus {source.name!r} has no .md or .mdx files under {source.root}")
+    manifest = _load_manifest(folder)
+    if manifest is not None and _unchanged(manifest, stats):
+        return OpenedIndex(whoosh_index.open_dir(folder), manifest, "cached")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(folder.with_suffix(".lock")):
+        manifest = _load_manifest(folder)
+        if manifest is None:
+            manifest = _build(source, folder, stats)
+            return OpenedIndex(whoosh_index.open_dir(folder), manifest, "built")
+        changed = _update(source, folder, manifest, stats)
+        return OpenedIndex(whoosh_index.open_dir(folder), manifest, f"updated {changed}" if changed else "cached")
+
+
+def _load_manifest(folder: Path) -> Manifest | None:
+    try:
+        manifest = Manifest.model_validate_json((folder / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return manifest if manifest.schema_version == SCHEMA_VERSION else None
+
+
+def _save_manifest(folder: Path, manifest: Manifest) -> None:
+    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(manifest.model_dump_json(), "utf-8")
+    os.replace(tmp, folder / MANIFEST)
+
+
+def _unchanged(manifest: Manifest, stats: dict[str, os.stat_result]) -> bool:
+    files = manifest.files
+    return files.keys() == stats.keys() and all(
+        files[p].size == st.st_size and files[p].mtime_ns == st.st_mtime_ns for p, st in stats.items()
+    )
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        _lock(handle.fileno())
+        try:
+            yield
+        finally:
+            _unlock(handle.fileno())
+
+
+try:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+except ImportError:  # Windows
+    import msvcrt
+
+    def _lock(fd: int) -> None:
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue
+
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def _build(source: CorpusSource, folder: Path, stats: dict[str, os.stat_result]) -> Manifest:
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        index = whoosh_index.create_in(staging, schema())
+        manifest = Manifest()
+        _write(source, index, manifest, sorted(stats), stats, replace=False)
+        _save_manifest(staging, manifest)
+        index.close()
+        if folder.exists():
+            trash = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            folder.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _update(source: CorpusSource, folder: Path, manifest: Manifest, stats: dict[str, os.stat_result]) -> int:
+    removed = [p for p in manifest.files if p not in stats]
+    changed: list[str] = []
+    for path, st in stats.items():
+        old = manifest.files.get(path)
+        if old is not None and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
+            continue
+        if old is not None and old.sha == _sha(read_text(source.root, path)):
+            old.mtime_ns, old.size = st.st_mtime_ns, st.st_size  # touched, same content
+            continue
+        changed.append(path)
+    if removed or changed:
+        index = whoosh_index.open_dir(folder)
+        for path in removed:
+            del manifest.files[path]
+        _write(source, index, manifest, changed + removed, stats, replace=True)
+        index.close()
+    _save_manifest(folder, manifest)
+    return len(removed) + len(changed)
+
+
+def _write(
+    source: CorpusSource,
+    index: whoosh_index.Index,
+    manifest: Manifest,
+    paths: list[str],
+    stats: dict[str, os.stat_result],
+    *,
+    replace: bool,
+) -> None:
+    progress = Progress(f"indexing {source.name}", len(paths))
+    writer = index.writer(limitmb=256)
+    try:
+        for path in paths:
+            if replace:
+                writer.delete_by_term("path", path)
+            if path in stats:
+                text = read_text(source.root, path)
+                page = parse_page(text, fallback_title=_title_from_path(path))
+                manifest.files[path] = _record(page, text, stats[path])
+                _add_sections(writer, path, page)
+            progress.advance()
+        writer.commit()
+    except BaseException:
+        writer.cancel()
+        raise
+    finally:
+        progress.close()
+
+
+def _add_sections(writer: object, path: str, page: Page) -> None:
+    pathtext = path.rsplit(".", 1)[0].replace("/", " ").replace("-", " ").replace("_", " ")
+    for ordinal, section in enumerate(page.sections):
+        writer.add_document(  # type: ignore[attr-defined]
+            path=path,
+            ordinal=ordinal,
+            title=page.title,
+            headings=" ".join(section.path),
+            body=section.text,
+            code=section.code_text,
+            pathtext=pathtext,
+        )
+
+
+def _record(page: Page, text: str, st: os.stat_result) -> DocRecord:
+    return DocRecord(
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha=_sha(text),
+        title=page.title,
+        sections=[
+            SectionRecord(heading=s.heading, level=s.level, anchor=s.anchor, start=s.start, end=s.end)
+            for s in page.sections
+        ],
+    )
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _title_from_path(path: str) -> str:
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("-", " ").replace("_", " ").capitalize()

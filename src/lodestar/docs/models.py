@@ -1,0 +1,64 @@
+"""The public data shapes of the docs service; the MCP tools return them as structured content."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Heading(BaseModel):
+    level: int = Field(description="1 to 3")
+    text: str
+    anchor: str = Field(description="GitHub-style anchor, usable as read_doc's `heading`")
+
+
+class SearchHit(BaseModel):
+    corpus: str
+    version: str
+    path: str = Field(description="Path relative to the corpus root, e.g. docs/agents/overview.md")
+    title: str
+    heading: str = Field(description="Heading of the matching section")
+    anchor: str
+    score: float
+    snippet: str = Field(description="Markdown excerpt with the matched terms in **bold**")
+
+
+class SearchResult(BaseModel):
+    query: str
+    total: int = Field(description="Number of matching pages")
+    hits: list[SearchHit]
+    suggestion: str | None = Field(description="A spelling-corrected query, when a query word was unknown")
+
+
+class DocPage(BaseModel):
+    corpus: str
+    version: str
+    path: str
+    title: str
+    content: str = Field(description="Raw markdown of the page (or of one section), at most max_tokens")
+    headings: list[Heading]
+    next_cursor: str | None = Field(description="Pass as `cursor` to read the next part; null at the end")
+
+
+class ListEntry(BaseModel):
+    corpus: str
+    path: str
+    title: str
+    kind: Literal["dir", "doc"]
+
+
+class ListResult(BaseModel):
+    entries: list[ListEntry]
+
+
+class CorpusInfo(BaseModel):
+    name: str
+    version: str
+    source: str
+    documents: int
+    sections: int
+
+
+class CorporaResult(BaseModel):
+    corpora: list[CorpusInfo]

@@ -1,0 +1,286 @@
+"""Ranked search over one corpus index: query building, spelling correction, page collapsing, snippets.
+
+No query parser: the query string is analysed like the indexed text and every term is OR-ed across the
+fields with query-time boosts, so any input (quotes, `AND`, `*`, `a:b`) is plain words and never a
+syntax error. One searcher lives as long as the index: opening one costs more than a search.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from whoosh.analysis import STOP_WORDS
+from whoosh.codec.whoosh3 import W3LeafMatcher
+from whoosh.query import Prefix
+from whoosh.scoring import BM25F
+
+from lodestar.docs.analysis import analyzer, query_terms, query_words
+from lodestar.docs.index import OpenedIndex
+
+K1, B = 1.2, 0.75
+FIELD_BOOSTS = {"title": 3.0, "headings": 2.0, "pathtext": 1.5, "body": 1.0, "code": 0.5}
+SNIPPET_CHARS = 240
+
+
+@dataclass(slots=True)
+class Match:
+    path: str
+    ordinal: int
+    score: float
+    body: str
+
+
+@dataclass(slots=True)
+class Matches:
+    matches: list[Match]
+    total: int
+    corrected: dict[str, str]
+    terms: list[str]
+
+
+class CorpusSearcher:
+    """Scores queries term by term from a cache of per-term score maps.
+
+    Whoosh scores postings in Python, about 4 microseconds each; a query over common words touches
+    thousands. Docs queries reuse a small vocabulary, so each term's BM25F scores (all fields, boosts
+    applied) are computed once and summed per query: the same ranking as an OR query, a tenth of the time.
+    """
+
+    def __init__(self, opened: OpenedIndex, cache_entries: int = 400_000) -> None:
+        self.index = opened.index
+        self.searcher = opened.index.searcher(weighting=BM25F(B=B, K1=K1))
+        self.reader = self.searcher.reader()
+        self.lock = threading.Lock()  # Whoosh searchers are not thread-safe
+        self.term_cache: OrderedDict[str, dict[int, float]] = OrderedDict()
+        self.cache_entries, self.cached = cache_entries, 0
+        self.prefix_docs: OrderedDict[str, frozenset[int]] = OrderedDict()
+        self.stored: dict[int, dict[str, Any]] = {}
+        self.corrections: OrderedDict[str, str] = OrderedDict()
+        self.field_lengths: dict[tuple[int, str], list[int]] = {}
+
+    def close(self) -> None:
+        self.searcher.close()
+
+    def search(self, text: str, pages: int, path_prefix: str | None = None) -> Matches:
+        """Best section per page for the top `pages` pages."""
+        with self.lock:
+            words = query_words(text)
+            corrected = self._corrections(words)
+            terms = query_terms(" ".join(corrected.get(w.lower(), w) for w in words))
+            scores = self._score(terms)
+            if path_prefix:
+                allowed = self._docs_under(path_prefix)
+                scores = {d: s for d, s in scores.items() if d in allowed}
+            return Matches(self._best_per_page(scores, pages), len(scores), corrected, terms)
+
+    def _score(self, terms: list[str]) -> dict[int, float]:
+        """Summed term scores times the squared share of query terms a section matches (coordination):
+        on judged queries it lifts hit@5 from 0.80 to 0.93, since long questions otherwise rank sections
+        that repeat one common word above those that match the question."""
+        if not terms:
+            return {}
+        maps = sorted((self._term_scores(t) for t in terms), key=len, reverse=True)
+        if len(maps) == 1:
+            return maps[0]
+        total = dict(maps[0])
+        matched = dict.fromkeys(total, 1)
+        for scores in maps[1:]:
+            get, count = total.get, matched.get
+            for doc, score in scores.items():
+                total[doc] = get(doc, 0.0) + score
+                matched[doc] = count(doc, 0) + 1
+        share = 1 / len(terms)
+        return {doc: score * (matched[doc] * share) ** 2 for doc, score in total.items()}
+
+    def _term_scores(self, term: str) -> dict[int, float]:
+        cached = self.term_cache.get(term)
+        if cached is not None:
+            self.term_cache.move_to_end(term)
+            return cached
+        scores: dict[int, float] = {}
+        for field, boost in FIELD_BOOSTS.items():
+            self._add_field_scores(scores, field, term, boost)
+        self.term_cache[term] = scores
+        self.cached += len(scores)
+        while self.cached > self.cache_entries and len(self.term_cache) > 1:
+            self.cached -= len(self.term_cache.popitem(last=False)[1])
+        return scores
+
+    def _add_field_scores(self, scores: dict[int, float], field: str, term: str, boost: float) -> None:
+        """BM25F (Whoosh's formula and statistics) over raw posting blocks, skipping deleted sections."""
+        idf = self.searcher.idf(field, term) * boost
+        norm = K1 * B / (self.searcher.avg_field_length(field) or 1)
+        base = K1 * (1 - B)
+        get = scores.get
+        for leaf, offset in self.reader.leaf_readers():
+            if (field, term) not in leaf:
+                continue
+            lengths = self._lengths(leaf, field)
+            deleted = leaf.deleted_docs_set
+            for ids, weights in _posting_blocks(leaf, field, term):
+                for doc, tf in zip(ids, weights, strict=True):
+                    if deleted and doc in deleted:
+                        continue
+                    score = idf * tf * (K1 + 1) / (tf + base + norm * lengths[doc])
+                    doc += offset
+                    scores[doc] = get(doc, 0.0) + score
+
+    def _lengths(self, leaf: Any, field: str) -> list[int]:
+        key = (id(leaf), field)
+        lengths = self.field_lengths.get(key)
+        if lengths is None:
+            lengths = [leaf.doc_field_length(d, field) for d in range(leaf.doc_count_all())]
+            self.field_lengths[key] = lengths
+        return lengths
+
+    def _docs_under(self, prefix: str) -> frozenset[int]:
+        docs = self.prefix_docs.get(prefix)
+        if docs is None:
+            docs = frozenset(self.searcher.docs_for_query(Prefix("path", prefix)))
+            self.prefix_docs[prefix] = docs
+            if len(self.prefix_docs) > 64:
+                self.prefix_docs.popitem(last=False)
+        return docs
+
+    def _best_per_page(self, scores: dict[int, float], pages: int) -> list[Match]:
+        matches: list[Match] = []
+        seen: set[str] = set()
+        fetch = pages * 4
+        ranked = heapq.nlargest(fetch, scores.items(), key=itemgetter(1))
+        while True:
+            for doc, score in ranked:
+                fields = self._stored(doc)
+                if fields["path"] in seen:
+                    continue
+                seen.add(fields["path"])
+                matches.append(Match(fields["path"], fields["ordinal"], score, fields.get("body", "")))
+                if len(matches) >= pages:
+                    return matches
+            if len(ranked) < fetch:
+                return matches
+            fetch *= 4  # one page filled the candidates: widen, skipping what was seen
+            ranked = heapq.nlargest(fetch, scores.items(), key=itemgetter(1))[fetch // 4 :]
+
+    def _stored(self, doc: int) -> dict[str, Any]:
+        fields = self.stored.get(doc)
+        if fields is None:
+            fields = self.stored[doc] = self.searcher.stored_fields(doc)
+        return fields
+
+    def _corrections(self, words: list[str]) -> dict[str, str]:
+        """Unknown words mapped to the closest indexed word (Whoosh's spelling graph of body words)."""
+        corrected: dict[str, str] = {}
+        for word in words:
+            lowered = word.lower()
+            if len(lowered) < 4 or not lowered.isalpha() or lowered in STOP_WORDS or self._known(lowered):
+                continue
+            if lowered not in self.corrections:
+                self.corrections[lowered] = self._closest(lowered)
+                if len(self.corrections) > 4096:
+                    self.corrections.popitem(last=False)
+            if self.corrections[lowered]:
+                corrected[lowered] = self.corrections[lowered]
+        return corrected
+
+    def _closest(self, word: str) -> str:
+        corrector = self.searcher.corrector("body")
+        # Typos rarely touch the first letter; keeping it makes the lookup 5x cheaper.
+        candidates = corrector.suggest(word, limit=8, maxdist=2, prefix=1) or corrector.suggest(
+            word, limit=8, maxdist=2
+        )
+        if not candidates:
+            return ""
+        return min(candidates, key=lambda c: (edit_distance(word, c), -self._freq(c)))
+
+    def _known(self, word: str) -> bool:
+        return self._freq(word) > 0
+
+    def _freq(self, word: str) -> int:
+        term = next((t.text for t in analyzer()(word)), word)
+        return sum(self.reader.doc_frequency(field, term) for field in FIELD_BOOSTS)
+
+
+def _posting_blocks(leaf: Any, field: str, term: str) -> Iterator[tuple[Sequence[int], Sequence[float]]]:
+    """(doc ids, term frequencies) a block at a time: a matcher's per-posting calls cost 8x more."""
+    matcher = leaf._terms.matcher(field, leaf._text_to_bytes(field, term), leaf.schema[field].format)
+    if isinstance(matcher, W3LeafMatcher):
+        while matcher.is_active():
+            matcher._read_ids()
+            matcher._read_weights()
+            yield matcher._ids, matcher._weights
+            matcher._next_block()
+        return
+    ids, weights = [], []
+    while matcher.is_active():  # a term in one document is stored inline, not in blocks
+        ids.append(matcher.id())
+        weights.append(matcher.weight())
+        matcher.next()
+    yield ids, weights
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein (optimal string alignment): a swapped pair of letters is one typo."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def snippet(body: str, terms: list[str], fallback: str = "") -> str:
+    """The window of the body with the most distinct query terms, matches in **bold**."""
+    wanted = set(terms)
+    spans = [(t.startchar, t.endchar, t.text) for t in analyzer()(body, chars=True) if t.text in wanted]
+    if not spans:
+        return _shorten(body or fallback)
+    start = _best_window(spans)
+    end = start + SNIPPET_CHARS
+    window = _merge([(s, e) for s, e, _ in spans if s >= start and e <= end])
+    out, cursor = [], start
+    for s, e in window:
+        out.append(body[cursor:s] + "**" + body[s:e] + "**")
+        cursor = e
+    out.append(body[cursor:end])
+    text = "".join(out).strip()
+    return ("..." if start > 0 else "") + text + ("..." if end < len(body) else "")
+
+
+def _best_window(spans: list[tuple[int, int, str]]) -> int:
+    best_start, best_count = spans[0][0], 0
+    for i, (start, _, _) in enumerate(spans):
+        distinct = {text for s, _, text in spans[i:] if s < start + SNIPPET_CHARS - 20}
+        if len(distinct) > best_count:
+            best_start, best_count = start, len(distinct)
+    return max(0, _word_start(best_start - 40))
+
+
+def _word_start(position: int) -> int:
+    return max(position, 0)
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _shorten(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "..."

@@ -1,0 +1,154 @@
+"""Split a markdown page into sections at h1-h3, the unit that search ranks and `read_doc` slices.
+
+Each section keeps character offsets into the raw page, so reading a section returns the author's exact
+markdown while the indexed text is cleaned of front matter, MDX imports, JSX tags and code fences.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from lodestar.docs.models import Heading
+
+MAX_LEVEL = 3
+_SECTION_TAGS = ("h1", "h2", "h3")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+_FM_FIELD = re.compile(r"^(title|description)\s*:\s*(.+?)\s*$", re.M)
+_MDX_STATEMENT = re.compile(r"^\s*(?:import|export)\s[^\n]*(?:from\s+['\"]|['\"];?\s*$|=)")
+_TAG = re.compile(r"</?[A-Za-z][^<>]*?/?>")
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(?<![\\\w])(\*\*?|__?|`+|~~)|(\*\*?|__?|`+|~~)(?!\w)")
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+_ANCHOR_DROP = re.compile(r"[^\w\- ]", re.U)
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(slots=True)
+class Section:
+    heading: str
+    level: int
+    anchor: str
+    path: list[str]
+    start: int
+    end: int
+    body: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.body)
+
+    @property
+    def code_text(self) -> str:
+        return "\n".join(self.code)
+
+
+@dataclass(slots=True)
+class Page:
+    title: str
+    description: str
+    sections: list[Section]
+
+    @property
+    def headings(self) -> list[Heading]:
+        return [Heading(level=s.level, text=s.heading, anchor=s.anchor) for s in self.sections if s.level]
+
+
+@cache
+def _parser() -> MarkdownIt:
+    # Inline parsing is left out: it doubled the cost of indexing, and a few regexes clean the raw text.
+    return MarkdownIt("commonmark").enable("table").disable(["inline", "text_join"])
+
+
+def slugify(text: str) -> str:
+    """GitHub's heading anchor: lowercase, punctuation dropped, spaces to hyphens."""
+    return _ANCHOR_DROP.sub("", text.strip().lower()).replace(" ", "-")
+
+
+def _front_matter(text: str) -> tuple[dict[str, str], int]:
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, 0
+    fields = {key: value.strip("'\"") for key, value in _FM_FIELD.findall(match.group(1))}
+    return fields, match.end()
+
+
+def _inline_text(token: Token) -> str:
+    text = _IMAGE.sub("", token.content)
+    text = _LINK.sub(r"\1", text)
+    text = _TAG.sub(" ", text)
+    text = _ESCAPE.sub(r"\1", _EMPHASIS.sub("", text))
+    return _SPACES.sub(" ", text).strip()
+
+
+def _line_offsets(text: str) -> list[int]:
+    offsets = [0]
+    offsets.extend(match.end() for match in re.finditer("\n", text))
+    return offsets
+
+
+class _Anchors:
+    """Deduplicates anchors the way GitHub does: `setup`, `setup-1`, `setup-2`."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def __call__(self, heading: str) -> str:
+        base = slugify(heading)
+        count = self.seen.get(base, 0)
+        self.seen[base] = count + 1
+        return base if count == 0 else f"{base}-{count}"
+
+
+def parse_page(text: str, fallback_title: str) -> Page:
+    fields, body_start = _front_matter(text)
+    offsets = _line_offsets(text)
+    first_line = text.count("\n", 0, body_start)
+    tokens = _parser().parse(text[body_start:])
+    intro = Section(heading="", level=0, anchor="", path=[], start=0, end=len(text))
+    sections = [intro]
+    anchors = _Anchors()
+    trail: list[str] = []
+    for index, token in enumerate(tokens):
+        current = sections[-1]
+        if token.type == "heading_open" and int(token.tag[1]) <= MAX_LEVEL and token.map:
+            level = int(token.tag[1])
+            heading = _inline_text(tokens[index + 1])
+            trail = [*trail[: level - 1], heading]
+            start = offsets[first_line + token.map[0]]
+            current.end = start
+            sections.append(Section(heading, level, anchors(heading), list(trail), start, len(text)))
+        elif token.type == "inline" and tokens[index - 1].type == "heading_open":
+            if tokens[index - 1].tag not in _SECTION_TAGS:
+                current.body.append(_inline_text(token))
+        elif token.type == "inline":
+            _add_inline(current, token)
+        elif token.type in ("fence", "code_block"):
+            current.code.append(token.content)
+        elif token.type == "html_block":
+            stripped = _SPACES.sub(" ", _TAG.sub(" ", token.content)).strip()
+            if stripped:
+                current.body.append(stripped)
+    title = fields.get("title") or next((s.heading for s in sections if s.level == 1), "") or fallback_title
+    if len(sections) > 1 and (sections[1].level == 1 or not (intro.body or intro.code)):
+        first = sections[1]  # text before the page's h1 belongs to it
+        first.start, first.body, first.code = 0, intro.body + first.body, intro.code + first.code
+        sections.pop(0)
+    else:
+        intro.heading, intro.path = title, [title]
+    description = fields.get("description", "")
+    if description:
+        sections[0].body.insert(0, description)
+    return Page(title=title, description=description, sections=sections)
+
+
+def _add_inline(section: Section, token: Token) -> None:
+    text = _inline_text(token)
+    if text and not _MDX_STATEMENT.match(token.content):
+        section.body.append(text)
