@@ -23,6 +23,7 @@ from whoosh import index as whoosh_index
 from whoosh.codec import whoosh3
 from whoosh.fields import ID, STORED, TEXT, Schema
 
+from lodestar import __version__
 from lodestar.docs.analysis import analyzer
 from lodestar.docs.errors import CorpusError
 from lodestar.docs.progress import Progress
@@ -31,7 +32,7 @@ from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = f"1/{__version__}"  # analysis may change between releases: rebuild on upgrade
 MANIFEST = "manifest.json"
 SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
 
@@ -40,8 +41,6 @@ class SectionRecord(BaseModel):
     heading: str
     level: int
     anchor: str
-    start: int
-    end: int
 
 
 class DocRecord(BaseModel):
@@ -53,7 +52,7 @@ class DocRecord(BaseModel):
 
 
 class Manifest(BaseModel):
-    schema_version: int = SCHEMA_VERSION
+    schema_version: str = SCHEMA_VERSION
     files: dict[str, DocRecord] = {}
 
     @property
@@ -287,10 +286,7 @@ def _record(page: Page, text: str, st: os.stat_result) -> DocRecord:
         mtime_ns=st.st_mtime_ns,
         sha=_sha(text),
         title=page.title,
-        sections=[
-            SectionRecord(heading=s.heading, level=s.level, anchor=s.anchor, start=s.start, end=s.end)
-            for s in page.sections
-        ],
+        sections=[SectionRecord(heading=s.heading, level=s.level, anchor=s.anchor) for s in page.sections],
     )
 
 

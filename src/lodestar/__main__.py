@@ -1,0 +1,3 @@
+from lodestar.cli import main
+
+main()

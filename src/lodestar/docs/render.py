@@ -1,0 +1,42 @@
+"""Readable text bodies for docs results: what a model or a person reads beside the structured data."""
+
+from __future__ import annotations
+
+from lodestar.docs.models import CorporaResult, DocPage, ListResult, SearchResult
+
+
+def render_search(result: SearchResult) -> str:
+    lines = []
+    if result.suggestion:
+        lines.append(f"Searched for: {result.suggestion} (corrected from: {result.query})")
+    if not result.hits:
+        lines.append(f"No results for {result.query!r}. Try other words, or list_docs to browse.")
+        return "\n".join(lines)
+    lines.append(f"{len(result.hits)} results for {result.query!r} ({result.total} matching sections):")
+    for rank, hit in enumerate(result.hits, 1):
+        where = f"{hit.title} > {hit.heading}" if hit.heading and hit.heading != hit.title else hit.title
+        lines.append("")
+        lines.append(f"{rank}. {where}")
+        lines.append(f"   {hit.corpus}:{hit.path}#{hit.anchor} (score {hit.score:.2f})")
+        lines.append(f"   {hit.snippet}")
+    return "\n".join(lines)
+
+
+def render_page(page: DocPage) -> str:
+    if page.next_cursor is None:
+        return page.content
+    return f'{page.content}\n\n[continues: call read_doc with cursor="{page.next_cursor}"]'
+
+
+def render_list(result: ListResult) -> str:
+    if not result.entries:
+        return "No pages."
+    return "\n".join(f"{e.kind:3}  {e.corpus}:{e.path}  {e.title}" for e in result.entries)
+
+
+def render_corpora(result: CorporaResult) -> str:
+    if not result.corpora:
+        return "No corpora loaded."
+    return "\n".join(
+        f"{c.name} {c.version}: {c.documents} pages, {c.sections} sections ({c.source})" for c in result.corpora
+    )
