@@ -92,15 +92,26 @@ class DocsService:
         """Resolve and open every corpus; a failing one is logged and named in later errors."""
         try:
             for source in self._sources():
-                try:
-                    opened = open_index(source, self.cache_dir)
-                except CorpusError as exc:
-                    self._fail(source.name, str(exc))
-                    continue
-                self.corpora[source.name] = Corpus(source, opened.manifest, CorpusSearcher(opened))
-                self.load_notes.append(f"{source.name}: {opened.built}")
+                self._open(source)
         finally:
             self.ready.set()
+
+    def _open(self, source: CorpusSource) -> str:
+        try:
+            opened = open_index(source, self.cache_dir)
+        except CorpusError as exc:
+            self._fail(source.name, str(exc))
+            return f"{source.name}: failed: {exc}"
+        # A replaced searcher is left to the garbage collector: a search on the event loop may still hold it.
+        self.corpora[source.name] = Corpus(source, opened.manifest, CorpusSearcher(opened))
+        self.failures.pop(source.name, None)
+        note = f"{source.name}: {opened.built}"
+        self.load_notes.append(note)
+        return note
+
+    def refresh(self, name: str) -> str:
+        """Re-scan one loaded corpus and update its index for the files that changed since it opened."""
+        return self._open(self.select(name)[0].source)
 
     def load_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.load, name="lodestar-docs-load", daemon=True)
@@ -142,7 +153,7 @@ class DocsService:
         prefix = _clean_prefix(path_prefix or "")
         found: list[tuple[float, Corpus, Match]] = []
         total, corrected, terms = 0, {}, []
-        for item in self._select(corpus):
+        for item in self.select(corpus):
             matches = item.searcher.search(query, offset + limit, prefix or None)
             total += matches.total
             corrected.update(matches.corrected)
@@ -213,10 +224,10 @@ class DocsService:
         _check_range("depth", depth, 1, 10)
         prefix = _clean_prefix(path_prefix)
         entries: list[ListEntry] = []
-        for item in self._select(corpus):
+        for item in self.select(corpus):
             entries.extend(_list_corpus(item, prefix, depth))
         if not entries and prefix:
-            paths = [p for item in self._select(corpus) for p in _folders_and_docs(item)]
+            paths = [p for item in self.select(corpus) for p in _folders_and_docs(item)]
             raise DocsError(f"nothing under {path_prefix!r}. {_closest_hint(prefix, paths)}")
         return ListResult(entries=entries)
 
@@ -225,7 +236,7 @@ class DocsService:
 
     # Lookup
 
-    def _select(self, name: str | None) -> list[Corpus]:
+    def select(self, name: str | None) -> list[Corpus]:
         self.ready.wait()
         if name is None or name == "":
             return list(self.corpora.values())
@@ -239,7 +250,7 @@ class DocsService:
     def _page(self, path: str, corpus: str | None) -> PageText:
         corpus_name, relative = _split_uri(path, corpus)
         relative = _safe_relative(relative)
-        candidates = self._select(corpus_name)
+        candidates = self.select(corpus_name)
         for item in candidates:
             found = _find_doc(item, relative)
             if found is not None:

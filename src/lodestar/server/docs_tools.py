@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -31,10 +31,14 @@ async def _call(docs: DocsService, operation: Callable[[], M], text: Callable[[M
     try:
         result = operation()
     except DocsError as exc:
-        return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        return _error(str(exc))
     return CallToolResult(
         content=[TextContent(type="text", text=text(result))], structured_content=result.model_dump(mode="json")
     )
+
+
+def _error(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
 def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
@@ -74,6 +78,21 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
     @server.tool(annotations=READ_ONLY)
     async def list_corpora() -> Annotated[CallToolResult, CorporaResult]:
         """List the documentation corpora this server searches, with their versions and sizes."""
+        return await _call(docs, docs.list_corpora, render.render_corpora)
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False))
+    async def refresh_docs(ctx: Context, corpus: CorpusArg = None) -> Annotated[CallToolResult, CorporaResult]:
+        """Re-index documentation files changed since the server started (only the changed files are
+        re-read), reporting progress per corpus."""
+        if not docs.ready.is_set():
+            await anyio.to_thread.run_sync(docs.ready.wait)
+        try:
+            names = [c.name for c in docs.select(corpus)]
+        except DocsError as exc:
+            return _error(str(exc))
+        for done, name in enumerate(names, 1):
+            note = await anyio.to_thread.run_sync(docs.refresh, name)
+            await ctx.report_progress(done, len(names), note)
         return await _call(docs, docs.list_corpora, render.render_corpora)
 
     @server.resource("docs://{corpus}/{+path}", name="docs", mime_type="text/markdown")

@@ -1,0 +1,103 @@
+"""Shared fixtures: small markdown corpora built per test, and an isolated index cache."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+PAGES = {
+    "docs/overview.md": """---
+title: Overview
+description: What the example product does.
+---
+
+# Overview
+
+The example product indexes documentation and answers questions about it.
+
+## Installation
+
+Install the package with `pip install example`. Then run the `example serve` command.
+
+## Background tasks
+
+Long tool calls run as background tasks. The `streamUntilIdle` method waits until every task finishes.
+""",
+    "docs/agents/memory.md": """# Agent memory
+
+Agents remember previous conversations through threads.
+
+## Threads
+
+A thread stores messages for one conversation. Use `resource_id` to group threads by user.
+
+## Semantic recall
+
+Semantic recall finds older messages similar to the new message.
+""",
+    "reference/config.md": """# Configuration reference
+
+## maxSteps
+
+`maxSteps` limits how many model calls one run may make.
+
+## PIIDetector
+
+The `PIIDetector` processor redacts emails and phone numbers.
+
+```ts
+const detector = new PIIDetector({ strategy: "redact" });
+```
+""",
+    "guides/quickstart.mdx": """import Tabs from '@theme/Tabs';
+
+# Quickstart
+
+<Tabs>
+<TabItem value="npm">
+
+Run the quickstart wizard.
+
+</TabItem>
+</Tabs>
+""",
+}
+
+
+def write_corpus(root: Path, pages: dict[str, str] = PAGES) -> Path:
+    for relative, text in pages.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+    return root
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "example-docs")
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("LODESTAR_CACHE_DIR", str(path))
+    return path
+
+
+def make_tgz(
+    path: Path, name: str, version: str, docs_dir: str = "package/.docs/", pages: dict[str, str] = PAGES
+) -> Path:
+    """An npm-style tarball: package/package.json plus the docs under docs_dir."""
+    with tarfile.open(path, "w:gz") as tar:
+        files = {"package/package.json": json.dumps({"name": name, "version": version})}
+        files.update({docs_dir + relative: text for relative, text in pages.items()})
+        for member, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
