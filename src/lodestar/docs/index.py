@@ -32,7 +32,7 @@ from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = f"1/{__version__}"  # analysis may change between releases: rebuild on upgrade
+SCHEMA_VERSION = f"2/{__version__}"  # analysis may change between releases: rebuild on upgrade
 MANIFEST = "manifest.json"
 SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
 
@@ -80,7 +80,7 @@ whoosh3.W3PerDocReader._cached_reader = _cached_length_reader
 def schema() -> Schema:
     text = analyzer()
     return Schema(
-        path=ID(stored=True),
+        path=ID(stored=True, sortable=True),
         ordinal=STORED(),
         title=TEXT(analyzer=text, phrase=False),
         headings=TEXT(analyzer=text, phrase=False),

@@ -63,6 +63,7 @@ class CorpusSearcher:
         self.prefix_docs: OrderedDict[str, frozenset[int]] = OrderedDict()
         self.stored: dict[int, dict[str, Any]] = {}
         self.corrections: OrderedDict[str, str] = OrderedDict()
+        self.doc_paths: list[str] = []
         self.field_lengths: dict[tuple[int, str], list[int]] = {}
 
     def close(self) -> None:
@@ -78,7 +79,7 @@ class CorpusSearcher:
             if path_prefix:
                 allowed = self._docs_under(path_prefix)
                 scores = {d: s for d, s in scores.items() if d in allowed}
-            return Matches(self._best_per_page(scores, pages), len(scores), corrected, terms)
+            return Matches(self._best_per_page(scores, pages), self._page_count(scores), corrected, terms)
 
     def _score(self, terms: list[str]) -> dict[int, float]:
         """Summed term scores times the squared share of query terms a section matches (coordination):
@@ -148,6 +149,18 @@ class CorpusSearcher:
             if len(self.prefix_docs) > 64:
                 self.prefix_docs.popitem(last=False)
         return docs
+
+    def warm(self) -> None:
+        """Loads the per-document tables the first query would otherwise wait for."""
+        with self.lock:
+            self.doc_paths = list(self.reader.column_reader("path"))
+            for leaf, _ in self.reader.leaf_readers():
+                for field in FIELD_BOOSTS:
+                    self._lengths(leaf, field)
+
+    def _page_count(self, scores: dict[int, float]) -> int:
+        paths = self.doc_paths
+        return len({paths[doc] for doc in scores})
 
     def _best_per_page(self, scores: dict[int, float], pages: int) -> list[Match]:
         matches: list[Match] = []

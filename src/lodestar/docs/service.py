@@ -102,8 +102,10 @@ class DocsService:
         except CorpusError as exc:
             self._fail(source.name, str(exc))
             return f"{source.name}: failed: {exc}"
+        searcher = CorpusSearcher(opened)
+        searcher.warm()
         # A replaced searcher is left to the garbage collector: a search on the event loop may still hold it.
-        self.corpora[source.name] = Corpus(source, opened.manifest, CorpusSearcher(opened))
+        self.corpora[source.name] = Corpus(source, opened.manifest, searcher)
         self.failures.pop(source.name, None)
         note = f"{source.name}: {opened.built}"
         self.load_notes.append(note)
