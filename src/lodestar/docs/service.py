@@ -113,7 +113,11 @@ class DocsService:
 
     def refresh(self, name: str) -> str:
         """Re-scan one loaded corpus and update its index for the files that changed since it opened."""
-        return self._open(self.select(name)[0].source)
+        source = self.select(name)[0].source
+        note = self._open(source)
+        if source.name in self.failures:  # the previous index stays in use
+            raise DocsError(f"refreshing {source.name} failed: {self.failures.pop(source.name)}")
+        return note
 
     def load_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.load, name="lodestar-docs-load", daemon=True)

@@ -91,7 +91,10 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
         except DocsError as exc:
             return _error(str(exc))
         for done, name in enumerate(names, 1):
-            note = await anyio.to_thread.run_sync(docs.refresh, name)
+            try:
+                note = await anyio.to_thread.run_sync(docs.refresh, name)
+            except DocsError as exc:
+                return _error(str(exc))
             await ctx.report_progress(done, len(names), note)
         return await _call(docs, docs.list_corpora, render.render_corpora)
 
