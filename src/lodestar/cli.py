@@ -29,8 +29,10 @@ Waiting for an MCP client on stdin; press Ctrl-C to quit.
 """
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _common(default: object) -> argparse.ArgumentParser:
+    """Flags every command takes, before or after its name; subcommands pass SUPPRESS as the default
+    so that a flag given before the subcommand is not reset by it."""
+    common = argparse.ArgumentParser(add_help=False, argument_default=default)
     common.add_argument("--corpus", action="append", metavar="[NAME=]SOURCE", help="add a corpus (repeatable)")
     common.add_argument("--app", action="append", dest="apps", metavar="MODULE:ATTR", help="serve an app's agents")
     common.add_argument("--cache-dir", help="index cache folder (default: the user cache directory)")
@@ -38,10 +40,26 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+_VALUE_FLAGS = frozenset({"--corpus", "--app", "--cache-dir", "--log-level"})
+
+
+def _needs_serve(argv: list[str]) -> bool:
+    """True when no subcommand is named: the first word that is not a flag or a flag's value."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in ("-h", "--help", "--version"):
+            return False
+        if token in _VALUE_FLAGS:
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token not in COMMANDS
+    return True
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = _common()
+    common = _common(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
-        prog="lodestar-mcp", description="MCP server for documentation search and agents.", parents=[common]
+        prog="lodestar-mcp", description="MCP server for documentation search and agents.", parents=[_common(None)]
     )
     parser.add_argument("--version", action="version", version=f"lodestar-mcp {_version()}")
     sub = parser.add_subparsers(dest="command")
@@ -87,13 +105,13 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")):
+    if _needs_serve(args_list):
         args_list.insert(0, "serve")
     args = _parser().parse_args(args_list)
     from pydantic import ValidationError
 
     from lodestar.docs.errors import DocsError
-    from lodestar.settings import load_settings
+    from lodestar.settings import env_var, load_settings
 
     flags = {k: v for k, v in vars(args).items() if k in _SETTING_FLAGS}
     if args.command == "serve":  # serving: --corpus flags replace LODESTAR_CORPORA; commands add to it
@@ -101,8 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = load_settings(flags)
     except ValidationError as exc:
-        sys.exit(f"lodestar-mcp: invalid setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+        error = exc.errors()[0]
+        field = str(error["loc"][0])
+        sys.exit(f"lodestar-mcp: invalid {field} (--{field.replace('_', '-')} or {env_var(field)}): {error['msg']}")
+    # Our level applies to our loggers; libraries (markdown-it logs every rule at DEBUG) stay at WARNING.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lodestar").setLevel(settings.log_level)
     try:
         if args.command == "serve":
             _serve(settings)

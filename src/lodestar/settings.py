@@ -56,6 +56,10 @@ _SCALARS = {
 }
 
 
+def env_var(field: str) -> str:
+    return {**_LISTS, **_SCALARS}.get(field, f"LODESTAR_{field.upper()}")
+
+
 def _given(value: Any) -> bool:
     return value is not None and value is not False and value != []
 
@@ -68,11 +72,8 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str] | None = None
         if env.get(var):
             values[field] = [item.strip() for item in env[var].split(",") if item.strip()]
     for field, var in _SCALARS.items():
-        if env.get(var):
-            values[field] = env[var]
-    for field in ("http", "no_builtin_agents"):
-        if isinstance(values.get(field), str):
-            values[field] = values[field].strip().lower() in ("1", "true", "yes", "on")
+        if env.get(var, "").strip():
+            values[field] = env[var].strip()
     values.update(
         {key: value for key, value in flags.items() if value is not None and value is not False and value != []}
     )

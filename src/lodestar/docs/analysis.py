@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from whoosh.analysis import STOP_WORDS, Analyzer, Token
-from whoosh.lang.porter import stem
+from whoosh.lang.porter2 import stem
 
 _WORD = re.compile(r"\w+", re.U)
 _WORD_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -34,8 +34,8 @@ def _stem(word: str) -> str:
 @cache
 def _parts(word: str) -> tuple[tuple[int, str], ...]:
     """Offsets and lowercase words of a compound identifier; empty for a plain word."""
-    if word.isalpha() and (word.islower() or word[1:].islower()):
-        return ()
+    if not word.isascii() or (word.isalpha() and (word.islower() or word[1:].islower())):
+        return ()  # identifiers are ASCII; other scripts are kept whole rather than cut at ASCII classes
     parts = tuple((m.start(), m.group().lower()) for m in _WORD_PART.finditer(word))
     return parts if len(parts) > 1 else ()
 
@@ -107,3 +107,8 @@ def query_terms(text: str) -> list[str]:
     """Distinct index terms of a query."""
     terms = [t.text for t in analyzer()(" ".join(query_words(text)), mode="query")]
     return list(dict.fromkeys(terms))
+
+
+def correctable(word: str) -> bool:
+    """Words worth a spelling lookup when the index lacks them: not numbers, codes or stop words."""
+    return len(word) >= 4 and word.isalpha() and word not in STOP_WORDS

@@ -28,11 +28,11 @@ from lodestar.docs.analysis import analyzer
 from lodestar.docs.errors import CorpusError
 from lodestar.docs.progress import Progress
 from lodestar.docs.sections import Page, parse_page
-from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource
+from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource, read_text
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = f"2/{__version__}"  # analysis may change between releases: rebuild on upgrade
+SCHEMA_VERSION = f"3/{__version__}"  # analysis may change between releases: rebuild on upgrade
 MANIFEST = "manifest.json"
 SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
 
@@ -119,13 +119,10 @@ def scan(root: Path) -> dict[str, os.stat_result]:
     return found
 
 
-def read_text(root: Path, relative: str) -> str:
-    with open(root / relative, encoding="utf-8", errors="replace", newline="") as handle:
-        return handle.read()
+def open_index(source: CorpusSource, cache_dir: Path, inline_limit: int | None = None) -> OpenedIndex | None:
+    """Open the corpus index, building or updating it first when the files changed.
 
-
-def open_index(source: CorpusSource, cache_dir: Path) -> OpenedIndex:
-    """Open the corpus index, building or updating it first when the files changed."""
+    With `inline_limit`, returns None instead of indexing more files than that in this process."""
     folder = index_dir(cache_dir, source)
     stats = scan(source.root)
     if not stats:
@@ -133,6 +130,8 @@ def open_index(source: CorpusSource, cache_dir: Path) -> OpenedIndex:
     manifest = _load_manifest(folder)
     if manifest is not None and _unchanged(manifest, stats):
         return OpenedIndex(whoosh_index.open_dir(folder), manifest, "cached")
+    if inline_limit is not None and _pending(manifest, stats) > inline_limit:
+        return None
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _locked(folder.with_suffix(".lock")):
         manifest = _load_manifest(folder)
@@ -141,6 +140,15 @@ def open_index(source: CorpusSource, cache_dir: Path) -> OpenedIndex:
             return OpenedIndex(whoosh_index.open_dir(folder), manifest, "built")
         changed = _update(source, folder, manifest, stats)
         return OpenedIndex(whoosh_index.open_dir(folder), manifest, f"updated {changed}" if changed else "cached")
+
+
+def _pending(manifest: Manifest | None, stats: dict[str, os.stat_result]) -> int:
+    """Files an update would read: all of them for a build, else the added, changed and removed ones."""
+    if manifest is None:
+        return len(stats)
+    files = manifest.files
+    changed = sum(1 for p, st in stats.items() if p not in files or files[p].mtime_ns != st.st_mtime_ns)
+    return changed + sum(1 for p in files if p not in stats)
 
 
 def _load_manifest(folder: Path) -> Manifest | None:

@@ -12,7 +12,7 @@ def render_search(result: SearchResult) -> str:
     if not result.hits:
         lines.append(f"No results for {result.query!r}. Try other words, or list_docs to browse.")
         return "\n".join(lines)
-    lines.append(f"{len(result.hits)} results for {result.query!r} ({result.total} matching sections):")
+    lines.append(f"{len(result.hits)} results for {result.query!r} ({result.total} matching pages):")
     for rank, hit in enumerate(result.hits, 1):
         where = f"{hit.title} > {hit.heading}" if hit.heading and hit.heading != hit.title else hit.title
         lines.append("")

@@ -16,17 +16,18 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from whoosh.analysis import STOP_WORDS
-from whoosh.codec.whoosh3 import W3LeafMatcher
+from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3LeafMatcher, _lenfield
 from whoosh.query import Prefix
 from whoosh.scoring import BM25F
+from whoosh.util.numeric import byte_to_length
 
-from lodestar.docs.analysis import analyzer, query_terms, query_words
+from lodestar.docs.analysis import analyzer, query_terms
 from lodestar.docs.index import OpenedIndex
 
 K1, B = 1.2, 0.75
 FIELD_BOOSTS = {"title": 3.0, "headings": 2.0, "pathtext": 1.5, "body": 1.0, "code": 0.5}
 SNIPPET_CHARS = 240
+_BYTE_LENGTHS = [byte_to_length(b) for b in range(256)]  # Whoosh stores field lengths as one byte
 
 
 @dataclass(slots=True)
@@ -41,7 +42,6 @@ class Match:
 class Matches:
     matches: list[Match]
     total: int
-    corrected: dict[str, str]
     terms: list[str]
 
 
@@ -62,9 +62,12 @@ class CorpusSearcher:
         self.cache_entries, self.cached = cache_entries, 0
         self.prefix_docs: OrderedDict[str, frozenset[int]] = OrderedDict()
         self.stored: dict[int, dict[str, Any]] = {}
-        self.corrections: OrderedDict[str, str] = OrderedDict()
-        self.doc_paths: list[str] = []
+        self.corrections: OrderedDict[str, tuple[int, int, str] | None] = OrderedDict()
+        self.doc_paths: list[str] = list(self.reader.column_reader("path"))
         self.field_lengths: dict[tuple[int, str], list[int]] = {}
+        for leaf, _ in self.reader.leaf_readers():  # loaded now, on the loading thread, not by the first query
+            for field in FIELD_BOOSTS:
+                self._lengths(leaf, field)
 
     def close(self) -> None:
         self.searcher.close()
@@ -72,14 +75,12 @@ class CorpusSearcher:
     def search(self, text: str, pages: int, path_prefix: str | None = None) -> Matches:
         """Best section per page for the top `pages` pages."""
         with self.lock:
-            words = query_words(text)
-            corrected = self._corrections(words)
-            terms = query_terms(" ".join(corrected.get(w.lower(), w) for w in words))
+            terms = query_terms(text)
             scores = self._score(terms)
             if path_prefix:
                 allowed = self._docs_under(path_prefix)
                 scores = {d: s for d, s in scores.items() if d in allowed}
-            return Matches(self._best_per_page(scores, pages), self._page_count(scores), corrected, terms)
+            return Matches(self._best_per_page(scores, pages), self._page_count(scores), terms)
 
     def _score(self, terms: list[str]) -> dict[int, float]:
         """Summed term scores times the squared share of query terms a section matches (coordination):
@@ -137,7 +138,9 @@ class CorpusSearcher:
         key = (id(leaf), field)
         lengths = self.field_lengths.get(key)
         if lengths is None:
-            lengths = [leaf.doc_field_length(d, field) for d in range(leaf.doc_count_all())]
+            # The whole length column at once: per-document lookups cost 60 ms on a 9,000-section corpus.
+            column = leaf._perdoc._cached_reader(_lenfield(field), LENGTHS_COLUMN)
+            lengths = [_BYTE_LENGTHS[b] for b in column.load()] if column else [0] * leaf.doc_count_all()
             self.field_lengths[key] = lengths
         return lengths
 
@@ -149,14 +152,6 @@ class CorpusSearcher:
             if len(self.prefix_docs) > 64:
                 self.prefix_docs.popitem(last=False)
         return docs
-
-    def warm(self) -> None:
-        """Loads the per-document tables the first query would otherwise wait for."""
-        with self.lock:
-            self.doc_paths = list(self.reader.column_reader("path"))
-            for leaf, _ in self.reader.leaf_readers():
-                for field in FIELD_BOOSTS:
-                    self._lengths(leaf, field)
 
     def _page_count(self, scores: dict[int, float]) -> int:
         paths = self.doc_paths
@@ -187,33 +182,27 @@ class CorpusSearcher:
             fields = self.stored[doc] = self.searcher.stored_fields(doc)
         return fields
 
-    def _corrections(self, words: list[str]) -> dict[str, str]:
-        """Unknown words mapped to the closest indexed word (Whoosh's spelling graph of body words)."""
-        corrected: dict[str, str] = {}
-        for word in words:
-            lowered = word.lower()
-            if len(lowered) < 4 or not lowered.isalpha() or lowered in STOP_WORDS or self._known(lowered):
-                continue
-            if lowered not in self.corrections:
-                self.corrections[lowered] = self._closest(lowered)
+    def known(self, word: str) -> bool:
+        with self.lock:
+            return self._freq(word) > 0
+
+    def closest(self, word: str) -> tuple[int, int, str] | None:
+        """(edit distance, -frequency, word) of the indexed word nearest to an unknown one, from Whoosh's
+        spelling graph of body words; tuples from several corpora compare to pick the best."""
+        with self.lock:
+            if word not in self.corrections:
+                self.corrections[word] = self._closest(word)
                 if len(self.corrections) > 4096:
                     self.corrections.popitem(last=False)
-            if self.corrections[lowered]:
-                corrected[lowered] = self.corrections[lowered]
-        return corrected
+            return self.corrections[word]
 
-    def _closest(self, word: str) -> str:
+    def _closest(self, word: str) -> tuple[int, int, str] | None:
         corrector = self.searcher.corrector("body")
         # Typos rarely touch the first letter; keeping it makes the lookup 5x cheaper.
         candidates = corrector.suggest(word, limit=8, maxdist=2, prefix=1) or corrector.suggest(
             word, limit=8, maxdist=2
         )
-        if not candidates:
-            return ""
-        return min(candidates, key=lambda c: (edit_distance(word, c), -self._freq(c)))
-
-    def _known(self, word: str) -> bool:
-        return self._freq(word) > 0
+        return min(((edit_distance(word, c), -self._freq(c), c) for c in candidates), default=None)
 
     def _freq(self, word: str) -> int:
         term = next((t.text for t in analyzer()(word)), word)

@@ -14,10 +14,11 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from lodestar import __version__
+from lodestar.docs.analysis import correctable, query_words
 from lodestar.docs.errors import CorpusError, DocsError
-from lodestar.docs.index import Manifest, open_index, read_text
 from lodestar.docs.models import (
     CorporaResult,
     CorpusInfo,
@@ -29,9 +30,12 @@ from lodestar.docs.models import (
     SearchResult,
 )
 from lodestar.docs.paging import CHARS_PER_TOKEN, Cursor, cut
-from lodestar.docs.search import CorpusSearcher, Match, snippet
-from lodestar.docs.sections import Section, parse_page, slugify
-from lodestar.docs.sources import CorpusSource, check_name, resolve
+from lodestar.docs.sources import CorpusSource, check_name, read_text, resolve
+
+if TYPE_CHECKING:  # the index modules import Whoosh and markdown-it: loaded on the loading thread
+    from lodestar.docs.index import Manifest
+    from lodestar.docs.search import CorpusSearcher, Match
+    from lodestar.docs.sections import Section
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +101,21 @@ class DocsService:
             self.ready.set()
 
     def _open(self, source: CorpusSource) -> str:
+        from lodestar.docs.build import INLINE_LIMIT, build_in_child
+        from lodestar.docs.index import open_index
+        from lodestar.docs.search import CorpusSearcher
+
         try:
-            opened = open_index(source, self.cache_dir)
+            opened = open_index(source, self.cache_dir, inline_limit=INLINE_LIMIT)
+            if opened is None:
+                built = build_in_child(source, self.cache_dir)
+                opened = open_index(source, self.cache_dir)
+                assert opened is not None
+                opened.built = "built" if built and opened.built == "cached" else opened.built
         except CorpusError as exc:
             self._fail(source.name, str(exc))
             return f"{source.name}: failed: {exc}"
         searcher = CorpusSearcher(opened)
-        searcher.warm()
         # A replaced searcher is left to the garbage collector: a search on the event loop may still hold it.
         self.corpora[source.name] = Corpus(source, opened.manifest, searcher)
         self.failures.pop(source.name, None)
@@ -157,12 +169,15 @@ class DocsService:
         _check_range("limit", limit, 1, 50)
         _check_range("offset", offset, 0, 1000)
         prefix = _clean_prefix(path_prefix or "")
+        selected = self.select(corpus)
+        words = query_words(query)
+        corrected = _corrections(words, selected)
+        text = " ".join(corrected.get(w.lower(), w) for w in words)
         found: list[tuple[float, Corpus, Match]] = []
-        total, corrected, terms = 0, {}, []
-        for item in self.select(corpus):
-            matches = item.searcher.search(query, offset + limit, prefix or None)
+        total, terms = 0, []
+        for item in selected:
+            matches = item.searcher.search(text, offset + limit, prefix or None)
             total += matches.total
-            corrected.update(matches.corrected)
             terms = matches.terms
             found.extend((m.score, item, m) for m in matches.matches)
         ranked = heapq.nlargest(offset + limit, found, key=lambda f: f[0])[offset:]
@@ -170,6 +185,8 @@ class DocsService:
         return SearchResult(query=query, total=total, hits=hits, suggestion=_suggestion(query, corrected))
 
     def _hit(self, corpus: Corpus, match: Match, terms: list[str]) -> SearchHit:
+        from lodestar.docs.search import snippet
+
         doc = corpus.manifest.files[match.path]
         section = doc.sections[match.ordinal]
         return SearchHit(
@@ -233,7 +250,7 @@ class DocsService:
         for item in self.select(corpus):
             entries.extend(_list_corpus(item, prefix, depth))
         if not entries and prefix:
-            paths = [p for item in self.select(corpus) for p in _folders_and_docs(item)]
+            paths = [(item.name, p) for item in self.select(corpus) for p in _folders_and_docs(item)]
             raise DocsError(f"nothing under {path_prefix!r}. {_closest_hint(prefix, paths)}")
         return ListResult(entries=entries)
 
@@ -256,12 +273,13 @@ class DocsService:
     def _page(self, path: str, corpus: str | None) -> PageText:
         corpus_name, relative = _split_uri(path, corpus)
         relative = _safe_relative(relative)
-        candidates = self.select(corpus_name)
+        # The bundled docs are looked at last, so a user's docs/overview.md is not hidden by ours.
+        candidates = sorted(self.select(corpus_name), key=lambda c: c.name == BUNDLED)
         for item in candidates:
             found = _find_doc(item, relative)
             if found is not None:
                 return self._load_page(item, found)
-        paths = [p for item in candidates for p in item.manifest.files]
+        paths = [(item.name, p) for item in candidates for p in item.manifest.files]
         raise DocsError(f"no page {path!r}. {_closest_hint(relative, paths)}")
 
     def _load_page(self, corpus: Corpus, relative: str) -> PageText:
@@ -273,10 +291,14 @@ class DocsService:
             text = read_text(root, relative)
         except OSError as exc:
             raise DocsError(f"cannot read {relative}: {exc.strerror}; run `lodestar-mcp index` to refresh") from exc
+        from lodestar.docs.sections import parse_page
+
         fallback = PurePosixPath(relative).stem
         return PageText(corpus, relative, text, parse_page(text, fallback).sections)
 
     def _range(self, page: PageText, heading: str | None) -> tuple[int, int, str]:
+        from lodestar.docs.sections import slugify
+
         if not heading:
             return 0, len(page.text), ""
         wanted = heading.strip().lstrip("#").strip()
@@ -337,13 +359,19 @@ def _find_doc(corpus: Corpus, relative: str) -> str | None:
     return None
 
 
-def _closest_hint(wanted: str, paths: list[str]) -> str:
-    close = difflib.get_close_matches(wanted, paths, n=5, cutoff=0.4)
+def _closest_hint(wanted: str, found: list[tuple[str, str]]) -> str:
+    """Names the existing paths nearest to `wanted`; `found` holds (corpus, path) pairs."""
+    corpora: dict[str, list[str]] = {}
+    for corpus, path in found:
+        corpora.setdefault(path, []).append(corpus)
+    close = difflib.get_close_matches(wanted, list(corpora), n=5, cutoff=0.4)
     name = PurePosixPath(wanted).name
-    close += [p for p in paths if name and PurePosixPath(p).name.startswith(name) and p not in close][:3]
+    close += [p for p in corpora if name and PurePosixPath(p).name.startswith(name) and p not in close][:3]
     if not close:
         return "Use list_docs or search_docs to find pages."
-    return "Closest: " + ", ".join(close[:5])
+    several = len({corpus for corpus, _ in found}) > 1
+    labels = [f"{c}:{p}" if several else p for p in close[:5] for c in corpora[p]]
+    return "Closest: " + ", ".join(labels)
 
 
 def _folders_and_docs(corpus: Corpus) -> list[str]:
@@ -367,6 +395,18 @@ def _list_corpus(corpus: Corpus, prefix: str, depth: int) -> list[ListEntry]:
         if len(parts) <= depth:
             entries[path] = ListEntry(corpus=corpus.name, path=path, title=doc.title, kind="doc")
     return [entries[key] for key in sorted(entries)]
+
+
+def _corrections(words: list[str], corpora: list[Corpus]) -> dict[str, str]:
+    """Words no searched corpus knows, mapped to the closest word any of them knows."""
+    corrected: dict[str, str] = {}
+    for word in {w.lower() for w in words}:
+        if not correctable(word) or any(c.searcher.known(word) for c in corpora):
+            continue
+        best = min(filter(None, (c.searcher.closest(word) for c in corpora)), default=None)
+        if best is not None:
+            corrected[word] = best[2]
+    return corrected
 
 
 def _suggestion(query: str, corrected: dict[str, str]) -> str | None:

@@ -34,6 +34,12 @@ class CorpusSource:
     version: str | None = None  # package version; None means "content hash of the files"
 
 
+def read_text(root: Path, relative: str) -> str:
+    """A page exactly as stored (no newline translation), so offsets and paging round-trip."""
+    with open(root / relative, encoding="utf-8", errors="replace", newline="") as handle:
+        return handle.read()
+
+
 def split_spec(spec: str) -> tuple[str | None, str]:
     """`mastra=npm:@mastra/x` -> ("mastra", "npm:@mastra/x"); a bare source has no name."""
     name, sep, rest = spec.partition("=")

@@ -45,12 +45,12 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
                 response = JSONResponse(
                     {"error": "unauthorized: send the header Authorization: Bearer <token>"},
                     status_code=401,
@@ -63,12 +63,19 @@ class BearerAuth:
 
 def security_settings(settings: Settings) -> TransportSecuritySettings:
     """Host names (any port, or none) and the matching http(s) origins that requests may carry."""
-    names = {*LOOPBACK_NAMES, *settings.allowed_hosts}
-    if settings.host not in ("0.0.0.0", "::"):
-        names.add(f"[{settings.host}]" if ":" in settings.host else settings.host)
+    names = _names(settings)
     hosts = sorted({form for name in names for form in (name, f"{name}:*")})
     origins = sorted({f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")})
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def _names(settings: Settings) -> list[str]:
+    names = {*LOOPBACK_NAMES, *settings.allowed_hosts}
+    if settings.host in ("0.0.0.0", "::"):
+        names.add(socket.gethostname())
+    else:
+        names.add(f"[{settings.host}]" if ":" in settings.host else settings.host)
+    return sorted(names)
 
 
 def build_http_app(server: MCPServer, settings: Settings) -> ASGIApp:
@@ -100,8 +107,11 @@ async def serve_http(server: MCPServer, settings: Settings) -> None:
         sock.bind((settings.host, settings.port))
     except OSError as exc:
         sys.exit(f"lodestar-mcp: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; try another --port")
+    sock.listen(128)  # connections queue from now on, so the address printed below is usable at once
     port = sock.getsockname()[1]
     shown = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
+    if not is_loopback(settings.host):
+        log.warning("accepting Host headers %s; add --allowed-host NAME for others", ", ".join(_names(settings)))
     sys.stderr.write(f"lodestar-mcp: serving MCP at http://{shown}:{port}/mcp (health: /health)\n")
     sys.stderr.flush()
     config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)

@@ -1,0 +1,558 @@
+"""Benchmark the docs side of Lodestar: index build, cached open, stdio start-up, search latency, memory.
+
+    uv run python scripts/bench_docs.py [--corpus SPEC ...] [--rounds 5] [--quick]
+
+Runs for the bundled corpus and for each `--corpus` spec (default: the Mastra docs package), each in a
+fresh temporary cache folder, so the first load of an npm corpus fetches the package with our own `npm:`
+source. Progress goes to stderr; the markdown table of results goes to stdout.
+
+What is measured, per corpus:
+- fetch + first build: `DocsService.load()` into an empty cache (for npm: includes `npm pack`).
+- full build: `open_index()` of the resolved corpus into an empty index folder (median of --builds).
+- cached open: `DocsService.load()` with a warm cache (resolve, scan, manifest, open, searcher); Whoosh is
+  already imported in this process, so this excludes import time (the stdio rows include it).
+- start-up over stdio with the real `mcp.Client(mode="legacy")`: spawn to `initialize` answered and to the
+  first `tools/list` answered, for `python -m lodestar` (warm cache) and for a bare MCPServer with one
+  trivial tool; spawns alternate between the two. Overhead = the median (and p95) of the paired differences.
+- search in-process: `DocsService.search(q, limit=8, corpus=NAME)` (snippets included) over every query;
+  the first pass runs on a freshly opened service (cold term cache), the steady state is the median over
+  the following rounds of each round's median and p95.
+- search over stdio: `call_tool("search_docs", ...)` through the real client against a server with a warm
+  cache, after one warm-up search (which waits for the index to open): a first pass and a second pass.
+- peak RSS: VmHWM from /proc/<pid>/status of the server subprocess, (a) after it built the index itself and
+  answered every query once, (b) after it opened the cached index and answered two passes; plus the
+  ru_maxrss of this benchmark process (which built every index several times: an upper bound only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lodestar.docs.index import index_dir, open_index
+from lodestar.docs.service import BUNDLED, DocsService
+
+log = logging.getLogger("bench_docs")
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_CORPUS = "mastra=npm:@mastra/mcp-docs-server@1.2.27"
+DEFAULT_QUERIES = HERE / "bench_queries.txt"
+
+BARE_SERVER = textwrap.dedent(
+    """
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("bare")
+
+
+    @server.tool()
+    def ping() -> str:
+        \"\"\"Answer pong.\"\"\"
+        return "pong"
+
+
+    if __name__ == "__main__":
+        server.run()
+    """
+)
+
+# Targets apply to the large (Mastra) corpus; the bundled corpus is shown against the same numbers.
+TARGETS = {
+    "full build": ("<= 10 s", lambda med, p95: med <= 10),
+    "start-up overhead": ("<= 100 ms", lambda med, p95: med <= 100),
+    "search in-process, steady": ("med <= 5 ms, p95 <= 25 ms", lambda med, p95: med <= 5 and p95 <= 25),
+    "peak RSS": ("<= 150 MB", lambda med, p95: med <= 150),
+}
+
+
+# Statistics
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    pos = (len(data) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (pos - low)
+
+
+def med_p95(values: list[float]) -> tuple[float, float]:
+    return statistics.median(values), percentile(values, 95)
+
+
+@dataclass
+class Row:
+    corpus: str
+    metric: str
+    median: float
+    p95: float | None
+    unit: str
+    n: str
+    target_key: str | None = None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        row = Row(*args, **kwargs)
+        self.rows.append(row)
+        p95 = "" if row.p95 is None else f", p95 {fmt(row.p95, row.unit)}"
+        log.info("  %s / %s: median %s%s (%s)", row.corpus, row.metric, fmt(row.median, row.unit), p95, row.n)
+
+    def markdown(self) -> str:
+        lines = [
+            "| corpus | measurement | median | p95 | n | target | ok |",
+            "|---|---|---:|---:|---:|---|---|",
+        ]
+        for r in self.rows:
+            target, ok = "", ""
+            if r.target_key:
+                text, check = TARGETS[r.target_key]
+                target = text
+                ok = "yes" if check(r.median, r.p95 if r.p95 is not None else r.median) else "**no**"
+            metric = r.metric + (f" ({r.note})" if r.note else "")
+            p95 = "" if r.p95 is None else fmt(r.p95, r.unit)
+            lines.append(f"| {r.corpus} | {metric} | {fmt(r.median, r.unit)} | {p95} | {r.n} | {target} | {ok} |")
+        return "\n".join(lines)
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:.2f} ms" if abs(value) < 10 else f"{value:.0f} ms" if abs(value) >= 100 else f"{value:.1f} ms"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "MB":
+        return f"{value:.0f} MB"
+    return f"{value:g} {unit}"
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+# In-process measurements
+
+
+def make_service(spec: str | None, cache: Path) -> DocsService:
+    service = DocsService([spec] if spec else [], cache, bundled=spec is None)
+    service.load()
+    if service.failures:
+        raise SystemExit(f"bench_docs: corpus failed to load: {service.failures}")
+    return service
+
+
+def corpus_name(service: DocsService, spec: str | None) -> str:
+    return BUNDLED if spec is None else service.spec_names[spec]
+
+
+def bench_build(spec: str | None, work: Path, builds: int, report: Report) -> tuple[Path, str]:
+    """Cold load (fetch + build), then `builds` full builds of the resolved source into empty index folders.
+    Returns the warm cache folder and the corpus name."""
+    cache = work / "cache"
+    started = time.perf_counter()
+    service = make_service(spec, cache)
+    cold = time.perf_counter() - started
+    name = corpus_name(service, spec)
+    corpus = service.corpora[name]
+    info = corpus.info()
+    log.info(
+        "%s: %s documents, %s sections, version %s, loaded cold in %.2f s (%s)",
+        name,
+        info.documents,
+        info.sections,
+        info.version,
+        cold,
+        "; ".join(service.load_notes),
+    )
+    service.close()
+    report.add(
+        name,
+        "fetch + first build, empty cache",
+        cold,
+        None,
+        "s",
+        "1",
+        note="includes npm pack" if spec and "npm:" in spec else "",
+    )
+
+    source = corpus.source
+    times = []
+    for i in range(builds):
+        scratch = work / f"build-{i}"
+        t0 = time.perf_counter()
+        opened = open_index(source, scratch)
+        times.append(time.perf_counter() - t0)
+        if opened.built != "built":
+            raise SystemExit(f"bench_docs: expected a full build in {scratch}, got {opened.built!r}")
+        size = sum(f.stat().st_size for f in index_dir(scratch, source).rglob("*") if f.is_file())
+        log.info("%s: build %d/%d %.2f s, index %.1f MB", name, i + 1, builds, times[-1], size / 1e6)
+        del opened
+        shutil.rmtree(scratch, ignore_errors=True)
+    report.add(
+        name,
+        "full build",
+        statistics.median(times),
+        None if builds < 3 else max(times),
+        "s",
+        str(builds),
+        "full build",
+        note="p95 column: slowest",
+    )
+    return cache, name
+
+
+def bench_cached_open(spec: str | None, cache: Path, name: str, opens: int, report: Report) -> None:
+    times = []
+    for _ in range(opens):
+        t0 = time.perf_counter()
+        service = make_service(spec, cache)
+        times.append(ms(time.perf_counter() - t0))
+        notes = "; ".join(service.load_notes)
+        service.close()
+        if "cached" not in notes:
+            log.warning("%s: cached open did not hit the cache: %s", name, notes)
+    med, p95 = med_p95(times)
+    report.add(name, "cached open, in-process (DocsService.load)", med, p95, "ms", str(opens))
+
+
+def bench_search_inprocess(
+    spec: str | None, cache: Path, name: str, queries: list[str], rounds: int, report: Report
+) -> None:
+    service = make_service(spec, cache)  # fresh term cache
+    empty: list[str] = []
+    passes: list[list[float]] = []
+    for round_no in range(rounds):
+        times = []
+        for query in queries:
+            t0 = time.perf_counter()
+            result = service.search(query, 8, name)
+            times.append(ms(time.perf_counter() - t0))
+            if round_no == 0 and not result.hits:
+                empty.append(query)
+        passes.append(times)
+        log.info(
+            "%s: in-process pass %d/%d median %.2f ms, p95 %.2f ms, max %.1f ms",
+            name,
+            round_no + 1,
+            rounds,
+            statistics.median(times),
+            percentile(times, 95),
+            max(times),
+        )
+    if empty:
+        log.info("%s: %d queries found nothing: %s", name, len(empty), empty[:20])
+    slow = sorted(zip(passes[0], queries, strict=True), reverse=True)[:5]
+    log.info("%s: slowest first-pass queries: %s", name, ", ".join(f"{q!r} {t:.1f} ms" for t, q in slow))
+    service.close()
+    n = len(queries)
+    report.add(name, "search in-process, first pass (cold term cache)", *med_p95(passes[0]), "ms", str(n))
+    if rounds > 1:
+        steady = [med_p95(p) for p in passes[1:]]
+        report.add(
+            name,
+            "search in-process, steady",
+            statistics.median(s[0] for s in steady),
+            statistics.median(s[1] for s in steady),
+            "ms",
+            f"{n} x {rounds - 1}",
+            "search in-process, steady",
+            note="median of rounds",
+        )
+
+
+# Over stdio
+
+
+def child_pids() -> list[int]:
+    """Direct children of this process (Linux /proc)."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    """Peak resident set (VmHWM) of a live process, in MB; the current one (VmRSS) is logged."""
+    try:
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    except (OSError, ValueError):
+        return None
+    if "VmHWM" not in status:
+        return None
+    hwm, rss = (int(status[key].split()[0]) / 1024 for key in ("VmHWM", "VmRSS"))
+    log.info("server pid %d: VmHWM %.0f MB, VmRSS now %.0f MB", pid, hwm, rss)
+    return hwm
+
+
+def server_pid(before: set[int]) -> int | None:
+    new = [p for p in child_pids() if p not in before]
+    for pid in new:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"lodestar" in cmdline:
+            return pid
+    return new[0] if len(new) == 1 else None
+
+
+def our_args(spec: str | None, cache: Path) -> list[str]:
+    args = ["-m", "lodestar"]
+    if spec:
+        args += ["--corpus", spec]
+    return [*args, "--cache-dir", str(cache)]
+
+
+class Stdio:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.errlog = open(work / "server-stderr.log", "a", encoding="utf-8")  # noqa: SIM115
+
+    def client(self, args: list[str]) -> Any:
+        from mcp import Client, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+
+        params = StdioServerParameters(command=sys.executable, args=args, cwd=str(self.work))
+        return Client(stdio_client(params, errlog=self.errlog), mode="legacy")
+
+    async def spawn_once(self, args: list[str], search: dict[str, Any] | None) -> tuple[float, float, float | None]:
+        t0 = time.perf_counter()
+        async with self.client(args) as client:
+            t_init = time.perf_counter() - t0
+            await client.list_tools()
+            t_list = time.perf_counter() - t0
+            t_search = None
+            if search is not None:
+                result = await client.call_tool("search_docs", search)
+                t_search = time.perf_counter() - t0
+                check(result, search["query"])
+        return t_init, t_list, t_search
+
+    def close(self) -> None:
+        self.errlog.close()
+
+
+def check(result: Any, query: str) -> None:
+    if result.is_error:
+        text = result.content[0].text if result.content else ""
+        raise SystemExit(f"bench_docs: search_docs({query!r}) failed: {text}")
+
+
+async def bench_startup(
+    stdio: Stdio, spec: str | None, cache: Path, name: str, spawns: int, bare: Path, report: Report
+) -> None:
+    ours_args, bare_args = our_args(spec, cache), [str(bare)]
+    probe = {"query": "agent memory", "corpus": name}
+    # one unmeasured spawn each: page cache, .pyc files
+    await stdio.spawn_once(ours_args, probe)
+    await stdio.spawn_once(bare_args, None)
+    ours, base = [], []
+    for i in range(spawns):
+        ours.append(await stdio.spawn_once(ours_args, probe))
+        base.append(await stdio.spawn_once(bare_args, None))
+        log.info(
+            "%s: spawn %d/%d: ours init %.0f / list %.0f / first search %.0f ms; bare init %.0f / list %.0f ms",
+            name,
+            i + 1,
+            spawns,
+            ms(ours[-1][0]),
+            ms(ours[-1][1]),
+            ms(ours[-1][2] or 0),
+            ms(base[-1][0]),
+            ms(base[-1][1]),
+        )
+    n = str(spawns)
+    for label, idx in (("initialize", 0), ("first tools/list", 1)):
+        o = [ms(x[idx]) for x in ours]
+        b = [ms(x[idx]) for x in base]
+        report.add(name, f"spawn to {label}, lodestar", *med_p95(o), "ms", n)
+        report.add(name, f"spawn to {label}, bare MCPServer", *med_p95(b), "ms", n)
+        diffs = [a - c for a, c in zip(o, b, strict=True)]
+        report.add(
+            name,
+            f"start-up overhead to {label}",
+            *med_p95(diffs),
+            "ms",
+            n,
+            "start-up overhead",
+            note="paired differences",
+        )
+    report.add(
+        name,
+        "spawn to first search_docs answer, lodestar (cached index)",
+        *med_p95([ms(x[2] or 0) for x in ours]),
+        "ms",
+        n,
+    )
+
+
+async def search_pass(client: Any, name: str, queries: list[str]) -> list[float]:
+    times = []
+    for query in queries:
+        t0 = time.perf_counter()
+        result = await client.call_tool("search_docs", {"query": query, "corpus": name})
+        times.append(ms(time.perf_counter() - t0))
+        check(result, query)
+    return times
+
+
+async def bench_stdio_search(
+    stdio: Stdio, spec: str | None, warm_cache: Path, name: str, queries: list[str], report: Report
+) -> None:
+    n = str(len(queries))
+    # (a) the server builds the index itself: a cache holding the fetched package but no index
+    build_cache = stdio.work / "server-build-cache"
+    if (warm_cache / "packages").is_dir():
+        shutil.copytree(warm_cache / "packages", build_cache / "packages", symlinks=True)
+    before = set(child_pids())
+    t0 = time.perf_counter()
+    async with stdio.client(our_args(spec, build_cache)) as client:
+        pid = server_pid(before)
+        result = await client.call_tool("search_docs", {"query": "agent memory", "corpus": name})
+        first = time.perf_counter() - t0
+        check(result, "agent memory")
+        await search_pass(client, name, queries)
+        hwm = vm_hwm_mb(pid) if pid else None
+    report.add(name, "server: spawn to first search, index built in the server", first, None, "s", "1")
+    if hwm is not None:
+        report.add(
+            name, "peak RSS", hwm, None, "MB", n, "peak RSS", note="server VmHWM: built index + 1 pass of queries"
+        )
+    else:
+        log.warning("%s: could not find the server process to read VmHWM", name)
+
+    # (b) warm cache: the realistic case
+    before = set(child_pids())
+    async with stdio.client(our_args(spec, warm_cache)) as client:
+        pid = server_pid(before)
+        await client.call_tool("search_docs", {"query": "agent memory", "corpus": name})
+        cold = await search_pass(client, name, queries)
+        warm = await search_pass(client, name, queries)
+        hwm = vm_hwm_mb(pid) if pid else None
+    report.add(name, "search over stdio, first pass", *med_p95(cold), "ms", n)
+    report.add(name, "search over stdio, second pass", *med_p95(warm), "ms", n)
+    if hwm is not None:
+        report.add(
+            name, "peak RSS", hwm, None, "MB", n, "peak RSS", note="server VmHWM: cached index + 2 passes of queries"
+        )
+
+
+# Driver
+
+
+def load_queries(path: Path) -> list[str]:
+    queries = [line.strip() for line in path.read_text("utf-8").splitlines()]
+    return [q for q in queries if q and not q.startswith("#!")]
+
+
+def timed(label: str, fn: Callable[[], Any]) -> Any:
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        log.info("[%s took %.1f s]", label, time.perf_counter() - t0)
+
+
+async def bench_corpus(spec: str | None, args: argparse.Namespace, queries: list[str], report: Report) -> None:
+    label = spec or "bundled"
+    with tempfile.TemporaryDirectory(prefix="lodestar-bench-") as tmp:
+        work = Path(tmp)
+        log.info("=== %s (work dir %s)", label, work)
+        cache, name = timed(f"{label} builds", lambda: bench_build(spec, work, args.builds, report))
+        timed(f"{label} cached open", lambda: bench_cached_open(spec, cache, name, args.opens, report))
+        timed(
+            f"{label} in-process search",
+            lambda: bench_search_inprocess(spec, cache, name, queries, args.rounds, report),
+        )
+        bare = work / "bare_server.py"
+        bare.write_text(BARE_SERVER, "utf-8")
+        stdio = Stdio(work)
+        try:
+            t0 = time.perf_counter()
+            await bench_startup(stdio, spec, cache, name, args.spawns, bare, report)
+            log.info("[%s start-up took %.1f s]", label, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await bench_stdio_search(stdio, spec, cache, name, queries[: args.stdio_queries], report)
+            log.info("[%s stdio search took %.1f s]", label, time.perf_counter() - t0)
+        except BaseException:
+            stdio.close()
+            log.error("server stderr (tail):\n%s", (work / "server-stderr.log").read_text()[-3000:])
+            raise
+        stdio.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        metavar="SPEC",
+        help=f"corpus spec to measure besides the bundled one (default {DEFAULT_CORPUS})",
+    )
+    parser.add_argument("--no-bundled", action="store_true", help="skip the bundled corpus")
+    parser.add_argument("--rounds", type=int, default=5, help="in-process search passes (first one cold)")
+    parser.add_argument("--builds", type=int, default=3, help="full builds per corpus")
+    parser.add_argument("--opens", type=int, default=5, help="cached opens per corpus")
+    parser.add_argument("--spawns", type=int, default=10, help="stdio spawns per server")
+    parser.add_argument("--stdio-queries", type=int, default=10_000, help="at most this many queries over stdio")
+    parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES, help="one query per line")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 build, 2 rounds, 3 spawns, 60 queries")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lodestar").setLevel(logging.WARNING)
+    logging.getLogger("lodestar.docs.sources").setLevel(logging.INFO)  # "fetching ... with npm pack"
+    queries = load_queries(args.queries)
+    if args.quick:
+        args.builds, args.rounds, args.spawns, args.opens = 1, 2, 3, 2
+        queries = queries[:: max(1, len(queries) // 60)][:60]
+    log.info("%d queries from %s", len(queries), args.queries)
+    specs: list[str | None] = [] if args.no_bundled else [None]
+    specs += args.corpus or [DEFAULT_CORPUS]
+
+    started = time.perf_counter()
+    report = Report()
+    for spec in specs:
+        asyncio.run(bench_corpus(spec, args, queries, report))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report.add(
+        "all",
+        "ru_maxrss of this benchmark process",
+        rss,
+        None,
+        "MB",
+        "1",
+        note="in-process: every build, open and search above",
+    )
+    log.info("total %.1f s", time.perf_counter() - started)
+    sys.stdout.write(f"\n{report.markdown()}\n")
+
+
+if __name__ == "__main__":
+    main()

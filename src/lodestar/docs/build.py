@@ -1,0 +1,46 @@
+"""Index builds in a child process: a big build peaks at over 200 MB, which a long-lived server
+would otherwise keep (CPython rarely hands freed memory back). Run as `python -m lodestar.docs.build`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from lodestar.docs.sources import CorpusSource
+
+log = logging.getLogger(__name__)
+
+INLINE_LIMIT = 200  # files; fewer are indexed in the calling process
+
+
+def build_in_child(source: CorpusSource, cache_dir: Path) -> bool:
+    """Index `source` in a child process; False if the child failed (the caller then indexes itself)."""
+    command = [sys.executable, "-m", "lodestar.docs.build", "--name", source.name, "--root", str(source.root)]
+    command += ["--source", source.source, "--cache-dir", str(cache_dir)]
+    if source.version:
+        command += ["--version", source.version]
+    # stdout may be an MCP stdio channel: the child writes only to stderr.
+    result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
+    if result.returncode != 0:
+        log.warning("index build for %s in a child process failed (exit %s)", source.name, result.returncode)
+    return result.returncode == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m lodestar.docs.build")
+    for flag in ("--name", "--root", "--source", "--cache-dir"):
+        parser.add_argument(flag, required=True)
+    parser.add_argument("--version")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    from lodestar.docs.index import open_index
+
+    source = CorpusSource(name=args.name, source=args.source, root=Path(args.root), version=args.version)
+    open_index(source, Path(args.cache_dir))
+
+
+if __name__ == "__main__":
+    main()
