@@ -17,7 +17,6 @@ from whoosh.analysis import STOP_WORDS, Analyzer, Token
 from whoosh.lang.porter2 import stem
 
 _WORD = re.compile(r"\w+", re.U)
-_WORD_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
 # Words that carry no meaning in a question typed into a docs search box.
 QUESTION_WORDS = frozenset(
@@ -34,10 +33,33 @@ def _stem(word: str) -> str:
 @cache
 def _parts(word: str) -> tuple[tuple[int, str], ...]:
     """Offsets and lowercase words of a compound identifier; empty for a plain word."""
-    if not word.isascii() or (word.isalpha() and (word.islower() or word[1:].islower())):
-        return ()  # identifiers are ASCII; other scripts are kept whole rather than cut at ASCII classes
-    parts = tuple((m.start(), m.group().lower()) for m in _WORD_PART.finditer(word))
-    return parts if len(parts) > 1 else ()
+    if word.isalpha() and (word.islower() or word[1:].islower()):
+        return ()
+    parts: list[tuple[int, str]] = []
+    start = -1
+    for i, char in enumerate(word):
+        if char == "_":
+            if start >= 0:
+                parts.append((start, word[start:i].lower()))
+            start = -1
+        elif start < 0:
+            start = i
+        elif _boundary(word, i):
+            parts.append((start, word[start:i].lower()))
+            start = i
+    if start >= 0:
+        parts.append((start, word[start:].lower()))
+    return tuple(parts) if len(parts) > 1 else ()
+
+
+def _boundary(word: str, i: int) -> bool:
+    """A new part starts at word[i]: aB, a1, 1a, or the B of ABc (acronym then word), in any script."""
+    before, char = word[i - 1], word[i]
+    if before.isdigit() != char.isdigit():
+        return True
+    if before.islower() and char.isupper():
+        return True
+    return before.isupper() and char.isupper() and i + 1 < len(word) and word[i + 1].islower()
 
 
 class DocsAnalyzer(Analyzer):

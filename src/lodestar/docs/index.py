@@ -27,12 +27,12 @@ from lodestar import __version__
 from lodestar.docs.analysis import analyzer
 from lodestar.docs.errors import CorpusError
 from lodestar.docs.progress import Progress
-from lodestar.docs.sections import Page, parse_page
+from lodestar.docs.sections import Page, Section, parse_page
 from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource, read_text
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = f"3/{__version__}"  # analysis may change between releases: rebuild on upgrade
+SCHEMA_VERSION = f"4/{__version__}"  # analysis may change between releases: rebuild on upgrade
 MANIFEST = "manifest.json"
 SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
 
@@ -262,7 +262,7 @@ def _write(
                 writer.delete_by_term("path", path)
             if path in stats:
                 text = read_text(source.root, path)
-                page = parse_page(text, fallback_title=_title_from_path(path))
+                page = _parse(path, text)
                 manifest.files[path] = _record(page, text, stats[path])
                 _add_sections(writer, path, page)
             progress.advance()
@@ -272,6 +272,16 @@ def _write(
         raise
     finally:
         progress.close()
+
+
+def _parse(path: str, text: str) -> Page:
+    """A page the markdown parser chokes on is still indexed, as one section of plain text."""
+    title = _title_from_path(path)
+    try:
+        return parse_page(text, fallback_title=title)
+    except Exception:
+        log.warning("indexing %s as plain text: its markdown could not be parsed", path, exc_info=True)
+        return Page(title, "", [Section(title, 0, "", [title], 0, len(text), [text])])
 
 
 def _add_sections(writer: object, path: str, page: Page) -> None:

@@ -29,7 +29,7 @@ class Cursor:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             corpus, path, heading, offset, digest = json.loads(raw)
             cursor = cls(str(corpus), str(path), str(heading), int(offset), str(digest))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise DocsError(
                 "invalid cursor: pass next_cursor exactly as read_doc returned it, or omit it to start again"
             ) from exc

@@ -17,7 +17,9 @@ from lodestar.docs.models import Heading
 
 MAX_LEVEL = 3
 _SECTION_TAGS = ("h1", "h2", "h3")
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+_FRONT_MATTER = re.compile(r"---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+_LINE_END = re.compile(r"\r\n|\r|\n")  # what markdown-it counts as a line break
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
 _FM_FIELD = re.compile(r"^(title|description)\s*:\s*(.+?)\s*$", re.M)
 _MDX_STATEMENT = re.compile(r"^\s*(?:import|export)\s[^\n]*(?:from\s+['\"]|['\"];?\s*$|=)")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*?/?>")
@@ -72,44 +74,58 @@ def slugify(text: str) -> str:
 
 
 def _front_matter(text: str) -> tuple[dict[str, str], int]:
-    match = _FRONT_MATTER.match(text)
+    """Title and description from YAML-style front matter, and where the markdown starts (after a BOM)."""
+    start = 1 if text.startswith("\ufeff") else 0
+    match = _FRONT_MATTER.match(text, start)
     if not match:
-        return {}, 0
+        return {}, start
     fields = {key: value.strip("'\"") for key, value in _FM_FIELD.findall(match.group(1))}
     return fields, match.end()
 
 
 def _inline_text(token: Token) -> str:
-    text = _IMAGE.sub("", token.content)
+    """Inline markdown as plain words; code spans keep their text (`Promise<void>` is not a tag)."""
+    pieces = _CODE_SPAN.split(token.content)  # text, ticks, code, text, ticks, code, ...
+    text = "".join(piece if i % 3 == 2 else _plain(piece) for i, piece in enumerate(pieces) if i % 3 != 1)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _plain(text: str) -> str:
+    text = _IMAGE.sub("", text)
     text = _LINK.sub(r"\1", text)
     text = _TAG.sub(" ", text)
-    text = _ESCAPE.sub(r"\1", _EMPHASIS.sub("", text))
-    return _SPACES.sub(" ", text).strip()
+    return _ESCAPE.sub(r"\1", _EMPHASIS.sub("", text))
 
 
 def _line_offsets(text: str) -> list[int]:
     offsets = [0]
-    offsets.extend(match.end() for match in re.finditer("\n", text))
+    offsets.extend(match.end() for match in _LINE_END.finditer(text))
     return offsets
 
 
 class _Anchors:
-    """Deduplicates anchors the way GitHub does: `setup`, `setup-1`, `setup-2`."""
+    """Deduplicates anchors the way GitHub does: `setup`, `setup-1`, `setup-2`, skipping taken ones."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+        self.used: set[str] = set()
 
     def __call__(self, heading: str) -> str:
         base = slugify(heading)
-        count = self.seen.get(base, 0)
-        self.seen[base] = count + 1
-        return base if count == 0 else f"{base}-{count}"
+        count = self.counts.get(base, 0)
+        anchor = base if count == 0 else f"{base}-{count}"
+        while anchor in self.used:
+            count += 1
+            anchor = f"{base}-{count}"
+        self.counts[base] = count + 1
+        self.used.add(anchor)
+        return anchor
 
 
 def parse_page(text: str, fallback_title: str) -> Page:
     fields, body_start = _front_matter(text)
     offsets = _line_offsets(text)
-    first_line = text.count("\n", 0, body_start)
+    first_line = len(_LINE_END.findall(text, 0, body_start))
     tokens = _parser().parse(text[body_start:])
     intro = Section(heading="", level=0, anchor="", path=[], start=0, end=len(text))
     sections = [intro]

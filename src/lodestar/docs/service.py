@@ -30,7 +30,7 @@ from lodestar.docs.models import (
     SearchResult,
 )
 from lodestar.docs.paging import CHARS_PER_TOKEN, Cursor, cut
-from lodestar.docs.sources import CorpusSource, check_name, read_text, resolve
+from lodestar.docs.sources import CorpusSource, check_name, read_text, resolve, split_spec
 
 if TYPE_CHECKING:  # the index modules import Whoosh and markdown-it: loaded on the loading thread
     from lodestar.docs.index import Manifest
@@ -115,6 +115,10 @@ class DocsService:
         except CorpusError as exc:
             self._fail(source.name, str(exc))
             return f"{source.name}: failed: {exc}"
+        except Exception as exc:  # one broken corpus must not take the others down with it
+            log.exception("loading corpus %s", source.name)
+            self._fail(source.name, f"unexpected {type(exc).__name__}: {exc}; see the server log")
+            return f"{source.name}: failed: {exc}"
         searcher = CorpusSearcher(opened)
         # A replaced searcher is left to the garbage collector: a search on the event loop may still hold it.
         self.corpora[source.name] = Corpus(source, opened.manifest, searcher)
@@ -144,7 +148,7 @@ class DocsService:
             try:
                 source = resolve(spec, self.cache_dir)
             except CorpusError as exc:
-                self._fail(spec, str(exc))
+                self._fail(split_spec(spec)[0] or spec, str(exc))
                 continue
             if any(s.name == source.name for s in sources):
                 self._fail(spec, f"corpus name {source.name!r} is taken: give another with NAME={source.source}")

@@ -91,13 +91,22 @@ def _from_tarball(path: Path, cache_dir: Path) -> CorpusSource:
     target = cache_dir / "packages" / digest
     if not (target / ".complete").exists():
         _extract_docs(path, target)
-    meta = json.loads((target / "package.json").read_text("utf-8"))
+    meta = _package_json(target)
     return CorpusSource(
         name=package_corpus_name(meta.get("name") or path.stem),
         source=str(path),
         root=target / "docs",
         version=str(meta.get("version") or digest),
     )
+
+
+def _package_json(folder: Path) -> dict[str, object]:
+    """The tarball's package.json, or {} when it has none or a broken one (names then come from the file)."""
+    try:
+        meta = json.loads((folder / "package.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _extract_docs(tarball: Path, target: Path) -> None:
