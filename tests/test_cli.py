@@ -347,12 +347,6 @@ def test_settings_valid_flag_overrides_invalid_environment() -> None:
 # Defects found while writing these tests.
 
 
-@pytest.mark.xfail(
-    reason="BUG: cli.main inserts `serve` whenever the first argument is not a command (cli.py:90-91), so the "
-    "shared flags the top-level usage advertises cannot precede a subcommand: `lodestar-mcp --corpus X search Q` "
-    "fails with 'unrecognized arguments: search Q'",
-    strict=True,
-)
 def test_shared_flags_before_the_subcommand(cache_dir: Path, example: str) -> None:
     proc = run(cache_dir, "--corpus", example, "search", "semantic recall", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -308,11 +308,6 @@ def test_public_host_with_token(tmp_path: Path, corpus_dir: Path, token_from: st
     assert health.status_code == 200
 
 
-@pytest.mark.xfail(
-    reason="BUG: the auth scheme is case-insensitive (RFC 9110 section 11.1) but BearerAuth compares the whole "
-    "header byte for byte (server/http.py:53), so `Authorization: bearer <token>` gets 401",
-    strict=True,
-)
 def test_bearer_scheme_is_case_insensitive(token_server: Server) -> None:
     response = httpx.post(token_server.url, json=INITIALIZE, headers=MCP_HEADERS | {"Authorization": f"bearer {TOKEN}"})
     assert response.status_code == 200

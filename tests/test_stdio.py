@@ -472,12 +472,6 @@ async def test_stdout_carries_only_json_rpc(tmp_path: Path, cache_dir: Path, cor
 # Defects found while writing these tests.
 
 
-@pytest.mark.xfail(
-    reason="BUG: DocsService.search merges every corpus's spelling corrections (service.py:165), so a word "
-    "indexed in one corpus is 'corrected' because another corpus lacks it; the other corpus is silently "
-    "searched for the corrected word and the text body claims 'Searched for: <corrected>'",
-    strict=True,
-)
 async def test_no_suggestion_for_a_word_another_corpus_knows(tmp_path: Path, cache_dir: Path, corpus: Path) -> None:
     other = write_corpus(tmp_path / "other", {"notes.md": "# Notes\n\nThe quaxol setting.\n"})
     write_corpus(corpus, {"docs/quaxel.md": "# Quaxel\n\nThe quaxel setting.\n"})
@@ -489,11 +483,6 @@ async def test_no_suggestion_for_a_word_another_corpus_knows(tmp_path: Path, cac
     assert "Searched for: quaxol" not in text_of(result)
 
 
-@pytest.mark.xfail(
-    reason="BUG: the closest-paths hint of an unknown path lists the same path once per corpus that has it, "
-    "without naming the corpus (service.py:264 gathers paths from every corpus; _closest_hint, :340, keeps repeats)",
-    strict=True,
-)
 async def test_closest_paths_hint_has_no_duplicates(tmp_path: Path, cache_dir: Path, corpus: Path) -> None:
     twin = write_corpus(tmp_path / "twin")
     async with connect(tmp_path, cache_dir, *example_args(corpus), "--corpus", f"twin={twin}") as client:
@@ -504,11 +493,6 @@ async def test_closest_paths_hint_has_no_duplicates(tmp_path: Path, cache_dir: P
     assert len(closest) == len(set(closest)), closest
 
 
-@pytest.mark.xfail(
-    reason="BUG: search_docs' text body says '(N matching sections)' but `total` counts matching pages "
-    "(render.py:18 vs models.SearchResult.total)",
-    strict=True,
-)
 async def test_search_text_body_describes_total_as_pages(tmp_path: Path, cache_dir: Path, corpus: Path) -> None:
     async with connect(tmp_path, cache_dir, *example_args(corpus)) as client:
         result = await client.call_tool("search_docs", {"query": "threads messages", "corpus": "example"})
