@@ -116,12 +116,8 @@ def test_stemming_matches_doubled_consonant_forms(inflected: str, base: str) -> 
     assert query_terms(inflected) == query_terms(base)
 
 
-@pytest.mark.xfail(
-    reason="BUG: analysis._WORD_PART splits identifiers with ASCII-only classes [A-Z]/[a-z], so a "
-    "non-ASCII camelCase word loses its accented letters: 'naïveCase' -> parts 'na', 've', 'case'",
-    strict=True,
-)
 def test_non_ascii_identifiers_split_at_case_changes() -> None:
+    """Regression (fixed in b5bfea5): ASCII-only classes cut accented letters out of identifier parts."""
     assert terms("naïveCase")[1:] == [terms("naïve")[0], "case"]
 
 

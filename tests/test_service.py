@@ -415,12 +415,8 @@ def test_a_well_formed_forged_cursor_reads_from_its_offset(service: DocsService)
     assert LONG.startswith(page.content, 10)
 
 
-@pytest.mark.xfail(
-    reason="BUG: paging.Cursor.decode catches ValueError and TypeError only; an offset of 1e400 parses "
-    "as float('inf') and int() raises OverflowError, which escapes as a non-DocsError",
-    strict=True,
-)
 def test_cursor_with_an_infinite_offset_is_a_docs_error(service: DocsService) -> None:
+    """Regression (fixed in b5bfea5): int(float('inf')) raised OverflowError, not DocsError."""
     forged = base64.urlsafe_b64encode(f'["{EXAMPLE}","guides/long.md","",1e400,"x"]'.encode()).decode()
     with pytest.raises(DocsError):
         service.read("guides/long.md", corpus=EXAMPLE, cursor=forged)
@@ -615,12 +611,8 @@ def test_range_bounds_are_inclusive(service: DocsService) -> None:
     assert service.read("docs/overview.md", corpus=EXAMPLE, max_tokens=100_000).next_cursor is None
 
 
-@pytest.mark.xfail(
-    reason="BUG: DocsService._sources records a resolve failure under the whole spec ('mydocs=/missing'), "
-    "not the corpus name, so select('mydocs') says 'unknown corpus' and hides why it failed to load",
-    strict=True,
-)
 def test_a_named_corpus_that_failed_to_resolve_says_why(tmp_path: Path, cache_dir: Path) -> None:
+    """Regression (fixed in b5bfea5): the failure was recorded under the whole spec, not the corpus name."""
     service = DocsService([f"mydocs={tmp_path / 'missing'}"], cache_dir, bundled=False)
     service.load()
     with pytest.raises(DocsError, match="does not exist"):

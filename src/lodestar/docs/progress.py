@@ -18,7 +18,7 @@ class Progress:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.label, self.total, self.after_s = label, max(total, 1), after_s
+        self.label, self.total, self.after_s = label, total, after_s
         self.stream = stream or sys.stderr
         self.clock = clock
         self.started = clock()
@@ -44,7 +44,7 @@ class Progress:
 
     def _draw(self, now: float) -> None:
         self.shown = True
-        fraction = min(self.done / self.total, 1.0)
+        fraction = min(self.done / self.total, 1.0) if self.total else 1.0
         filled = int(fraction * 30)
         bar = "#" * filled + "-" * (30 - filled)
         line = f"{self.label} [{bar}] {self.done}/{self.total} {now - self.started:.1f}s"

@@ -81,7 +81,9 @@ def _from_dir(path: Path) -> CorpusSource:
             f"corpus source {str(path)!r} {what}: give a folder of markdown files, a .tgz file or npm:PACKAGE"
         )
     root = path.resolve()
-    return CorpusSource(name=root.name or "docs", source=str(path), root=root)
+    # `.docs` or `My Docs` make no valid name as they are: `docs`, `My-Docs`.
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip(".-_") or "docs"
+    return CorpusSource(name=name, source=str(path), root=root)
 
 
 def _from_tarball(path: Path, cache_dir: Path) -> CorpusSource:
