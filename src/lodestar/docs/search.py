@@ -54,7 +54,6 @@ class CorpusSearcher:
     """
 
     def __init__(self, opened: OpenedIndex, cache_entries: int = 400_000) -> None:
-        self.index = opened.index
         self.searcher = opened.index.searcher(weighting=BM25F(B=B, K1=K1))
         self.reader = self.searcher.reader()
         self.lock = threading.Lock()  # Whoosh searchers are not thread-safe
@@ -248,8 +247,8 @@ def snippet(body: str, terms: list[str], fallback: str = "") -> str:
     spans = [(t.startchar, t.endchar, t.text) for t in analyzer()(body, chars=True) if t.text in wanted]
     if not spans:
         return _shorten(body or fallback)
-    start = _best_window(spans)
-    end = start + SNIPPET_CHARS
+    start = _best_window(body, spans[:200])
+    end = _word_end(body, start + SNIPPET_CHARS)
     window = _merge([(s, e) for s, e, _ in spans if s >= start and e <= end])
     out, cursor = [], start
     for s, e in window:
@@ -260,17 +259,23 @@ def snippet(body: str, terms: list[str], fallback: str = "") -> str:
     return ("..." if start > 0 else "") + text + ("..." if end < len(body) else "")
 
 
-def _best_window(spans: list[tuple[int, int, str]]) -> int:
+def _best_window(body: str, spans: list[tuple[int, int, str]]) -> int:
+    """Start of the window holding the most distinct terms, a little before its first match, at a word."""
     best_start, best_count = spans[0][0], 0
     for i, (start, _, _) in enumerate(spans):
         distinct = {text for s, _, text in spans[i:] if s < start + SNIPPET_CHARS - 20}
         if len(distinct) > best_count:
             best_start, best_count = start, len(distinct)
-    return max(0, _word_start(best_start - 40))
+    start = max(0, best_start - 40)
+    space = body.find(" ", start, best_start) if start else -1
+    return space + 1 if space != -1 else start
 
 
-def _word_start(position: int) -> int:
-    return max(position, 0)
+def _word_end(body: str, end: int) -> int:
+    if end >= len(body):
+        return len(body)
+    space = body.rfind(" ", end - 40, end)
+    return space if space != -1 else end
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
