@@ -88,16 +88,21 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def make_tgz(
-    path: Path, name: str, version: str, docs_dir: str = "package/.docs/", pages: dict[str, str] = PAGES
-) -> Path:
-    """An npm-style tarball: package/package.json plus the docs under docs_dir."""
+def raw_tgz(path: Path, files: dict[str, str]) -> Path:
+    """A gzipped tarball holding exactly `files` (member name -> text)."""
     with tarfile.open(path, "w:gz") as tar:
-        files = {"package/package.json": json.dumps({"name": name, "version": version})}
-        files.update({docs_dir + relative: text for relative, text in pages.items()})
         for member, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(member)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def make_tgz(
+    path: Path, name: str, version: str, docs_dir: str = "package/.docs/", pages: dict[str, str] = PAGES
+) -> Path:
+    """An npm-style tarball: package/package.json plus the docs under docs_dir."""
+    files = {"package/package.json": json.dumps({"name": name, "version": version})}
+    files.update({docs_dir + relative: text for relative, text in pages.items()})
+    return raw_tgz(path, files)

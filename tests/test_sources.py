@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import PAGES, make_tgz, write_corpus
+from conftest import PAGES, make_tgz, raw_tgz, write_corpus
 
 from lodestar.docs.errors import CorpusError
 from lodestar.docs.service import DocsService
@@ -19,16 +17,6 @@ from lodestar.docs.sources import check_name, package_corpus_name, resolve, spli
 
 def doc_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-
-
-def raw_tgz(path: Path, files: dict[str, str]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for member, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 @pytest.fixture
