@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -165,7 +164,7 @@ def _run_command(args: argparse.Namespace, settings: Settings) -> None:
     service = _service(settings, specs)
     for failure in service.failures.values():
         sys.exit(f"lodestar-mcp: {failure}")
-    corpus = _selected_name(service, selected, specs)
+    corpus = _selected_name(service, selected)
     from lodestar.docs import render
 
     result: Any
@@ -205,13 +204,11 @@ def _split_corpus_flags(values: list[str], settings: Settings) -> tuple[list[str
 
 
 def _is_plain_name(value: str) -> bool:
-    return (
-        bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value))
-        and not value.endswith((".tgz", ".tar.gz"))
-        and (not os.path.isdir(value))
-    )
+    from lodestar.docs.sources import is_valid_name
+
+    return is_valid_name(value) and not value.endswith((".tgz", ".tar.gz")) and not os.path.isdir(value)
 
 
-def _selected_name(service: DocsService, selected: list[str], specs: list[str]) -> str | None:
+def _selected_name(service: DocsService, selected: list[str]) -> str | None:
     names = [service.spec_names.get(item, item) for item in selected]
     return names[0] if len(names) == 1 else None

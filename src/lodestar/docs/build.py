@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 INLINE_LIMIT = 200  # files; fewer are indexed in the calling process
 
 
-def build_in_child(source: CorpusSource, cache_dir: Path) -> bool:
-    """Index `source` in a child process; False if the child failed (the caller then indexes itself)."""
+def build_in_child(source: CorpusSource, cache_dir: Path) -> None:
+    """Index `source` in a child process; a failure is logged, and the caller then indexes itself."""
     command = [sys.executable, "-m", "lodestar.docs.build", "--name", source.name, "--root", str(source.root)]
     command += ["--source", source.source, "--cache-dir", str(cache_dir)]
     if source.version:
@@ -26,7 +26,6 @@ def build_in_child(source: CorpusSource, cache_dir: Path) -> bool:
     result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
     if result.returncode != 0:
         log.warning("index build for %s in a child process failed (exit %s)", source.name, result.returncode)
-    return result.returncode == 0
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ from lodestar.docs.models import (
     CorporaResult,
     CorpusInfo,
     DocPage,
-    Heading,
     ListEntry,
     ListResult,
     SearchHit,
@@ -35,7 +34,7 @@ from lodestar.docs.sources import CorpusSource, check_name, read_text, resolve, 
 if TYPE_CHECKING:  # the index modules import Whoosh and markdown-it: loaded on the loading thread
     from lodestar.docs.index import Manifest
     from lodestar.docs.search import CorpusSearcher, Match
-    from lodestar.docs.sections import Section
+    from lodestar.docs.sections import Page
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class PageText:
     corpus: Corpus
     path: str
     text: str
-    sections: list[Section]
+    page: Page
 
 
 class DocsService:
@@ -107,11 +106,13 @@ class DocsService:
 
         try:
             opened = open_index(source, self.cache_dir, inline_limit=INLINE_LIMIT)
+            status = opened.built if opened else ""
             if opened is None:
-                built = build_in_child(source, self.cache_dir)
+                build_in_child(source, self.cache_dir)  # if it failed, open_index indexes in this process
                 opened = open_index(source, self.cache_dir)
                 assert opened is not None
-                opened.built = "built" if built and opened.built == "cached" else opened.built
+                status = "built in a child process" if opened.built == "cached" else opened.built
+            searcher = CorpusSearcher(opened)
         except CorpusError as exc:
             self._fail(source.name, str(exc))
             return f"{source.name}: failed: {exc}"
@@ -119,11 +120,10 @@ class DocsService:
             log.exception("loading corpus %s", source.name)
             self._fail(source.name, f"unexpected {type(exc).__name__}: {exc}; see the server log")
             return f"{source.name}: failed: {exc}"
-        searcher = CorpusSearcher(opened)
         # A replaced searcher is left to the garbage collector: a search on the event loop may still hold it.
         self.corpora[source.name] = Corpus(source, opened.manifest, searcher)
         self.failures.pop(source.name, None)
-        note = f"{source.name}: {opened.built}"
+        note = f"{source.name}: {status}"
         self.load_notes.append(note)
         return note
 
@@ -232,14 +232,13 @@ class DocsService:
         next_cursor = None
         if stop < end:
             next_cursor = Cursor(page.corpus.name, page.path, anchor, stop - start, digest).encode()
-        doc = page.corpus.manifest.files.get(page.path)
         return DocPage(
             corpus=page.corpus.name,
             version=page.corpus.version,
             path=page.path,
-            title=doc.title if doc else page.sections[0].heading,
+            title=page.page.title,
             content=page.text[offset:stop],
-            headings=[Heading(level=s.level, text=s.heading, anchor=s.anchor) for s in page.sections if s.level],
+            headings=page.page.headings,
             next_cursor=next_cursor,
         )
 
@@ -298,7 +297,7 @@ class DocsService:
         from lodestar.docs.sections import parse_page
 
         fallback = PurePosixPath(relative).stem
-        return PageText(corpus, relative, text, parse_page(text, fallback).sections)
+        return PageText(corpus, relative, text, parse_page(text, fallback))
 
     def _range(self, page: PageText, heading: str | None) -> tuple[int, int, str]:
         from lodestar.docs.sections import slugify
@@ -306,7 +305,7 @@ class DocsService:
         if not heading:
             return 0, len(page.text), ""
         wanted = heading.strip().lstrip("#").strip()
-        sections = page.sections
+        sections = page.page.sections
         index = next((i for i, s in enumerate(sections) if s.level and s.anchor == wanted), None)
         if index is None:
             lowered = wanted.lower()

@@ -48,8 +48,12 @@ def split_spec(spec: str) -> tuple[str | None, str]:
     return None, spec.strip()
 
 
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not is_valid_name(name):
         raise CorpusError(
             f"invalid corpus name {name!r}: use letters, digits, '.', '_' or '-', as in --corpus mydocs=./docs"
         )

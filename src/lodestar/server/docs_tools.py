@@ -24,10 +24,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def _call(docs: DocsService, operation: Callable[[], M], text: Callable[[M], str]) -> CallToolResult:
-    """Waits for the corpora to load off the event loop, then answers with text and structured content.
-    Service errors become tool errors carrying the service's own message."""
-    if not docs.ready.is_set():
-        await anyio.to_thread.run_sync(docs.ready.wait)
+    """Answers with text and structured content; service errors become tool errors with their message."""
+    await _loaded(docs)
     try:
         result = operation()
     except DocsError as exc:
@@ -35,6 +33,12 @@ async def _call(docs: DocsService, operation: Callable[[], M], text: Callable[[M
     return CallToolResult(
         content=[TextContent(type="text", text=text(result))], structured_content=result.model_dump(mode="json")
     )
+
+
+async def _loaded(docs: DocsService) -> None:
+    """Waits, off the event loop, for the corpora still loading on the background thread."""
+    if not docs.ready.is_set():
+        await anyio.to_thread.run_sync(docs.ready.wait)
 
 
 def _error(message: str) -> CallToolResult:
@@ -84,8 +88,7 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
     async def refresh_docs(ctx: Context, corpus: CorpusArg = None) -> Annotated[CallToolResult, CorporaResult]:
         """Re-index documentation files changed since the server started (only the changed files are
         re-read), reporting progress per corpus."""
-        if not docs.ready.is_set():
-            await anyio.to_thread.run_sync(docs.ready.wait)
+        await _loaded(docs)
         try:
             names = [c.name for c in docs.select(corpus)]
         except DocsError as exc:
@@ -105,8 +108,7 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
 
 
 async def _read_resource(docs: DocsService, corpus: str, path: str) -> str:
-    if not docs.ready.is_set():
-        await anyio.to_thread.run_sync(docs.ready.wait)
+    await _loaded(docs)
     try:
         return docs.read_all(corpus, path)
     except DocsError as exc:
