@@ -1,0 +1,51 @@
+"""The agent runtime: agents, tools, chunks, model providers, memory, processors."""
+
+from __future__ import annotations
+
+from .agent import Agent, AgentStream
+from .app import Lodestar
+from .chunks import Chunk
+from .context import ToolContext, ToolWriter
+from .memory import Memory, ThreadError
+from .messages import Message, TextPart, ToolCallPart, ToolResultPart
+from .models import ModelError, ModelSettings, resolve_model
+from .options import RunOptions
+from .processors import InputResult, Processor, StepOverrides, TripWire, TripwireInfo
+from .result import RunError, RunResult, StepResult, ToolCallRecord, ToolResultRecord
+from .structured import StructuredOutputError
+from .tools import Tool, ToolArgumentsError, tool
+from .usage import Usage
+
+__all__ = [
+    "Agent",
+    "AgentStream",
+    "Chunk",
+    "InputResult",
+    "Lodestar",
+    "Memory",
+    "Message",
+    "ModelError",
+    "ModelSettings",
+    "Processor",
+    "RunError",
+    "RunOptions",
+    "RunResult",
+    "StepOverrides",
+    "StepResult",
+    "StructuredOutputError",
+    "TextPart",
+    "ThreadError",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCallPart",
+    "ToolCallRecord",
+    "ToolContext",
+    "ToolResultPart",
+    "ToolResultRecord",
+    "ToolWriter",
+    "TripWire",
+    "TripwireInfo",
+    "Usage",
+    "resolve_model",
+    "tool",
+]

@@ -1,0 +1,77 @@
+"""What a running tool can see and do: its run's ids, a writer for stream chunks, progress, cancellation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from .chunks import Chunk, chunk
+
+Emit = Callable[[Chunk], Awaitable[None]]
+
+
+class ToolWriter:
+    """Streams a tool's intermediate output into its run: `tool-output` and custom `data-*` chunks."""
+
+    def __init__(self, context: ToolContext) -> None:
+        self._context = context
+
+    async def write(self, output: Any) -> None:
+        ctx = self._context
+        await ctx.emit(
+            chunk("tool-output", ctx.run_id, toolCallId=ctx.tool_call_id, toolName=ctx.tool_name, output=output)
+        )
+
+    async def custom(self, type_: str, data: Any) -> None:
+        if not type_.startswith("data-") or len(type_) <= 5:
+            raise ValueError(f"custom chunk type {type_!r} must start with 'data-', e.g. 'data-status'")
+        ctx = self._context
+        await ctx.emit(chunk(type_, ctx.run_id, data=data, toolCallId=ctx.tool_call_id, toolName=ctx.tool_name))
+
+
+async def _discard(_: Chunk) -> None:
+    return None
+
+
+class ToolContext:
+    """Handed to a tool that declares a parameter annotated `ToolContext`."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        agent_id: str,
+        tool_call_id: str,
+        tool_name: str,
+        thread_id: str | None = None,
+        resource_id: str | None = None,
+        request_context: Mapping[str, Any] | None = None,
+        emit: Emit = _discard,
+        sampler: Any = None,
+    ) -> None:
+        self.run_id = run_id
+        self.agent_id = agent_id
+        self.tool_call_id = tool_call_id
+        self.tool_name = tool_name
+        self.thread_id = thread_id
+        self.resource_id = resource_id
+        self.request_context: Mapping[str, Any] = request_context or {}
+        self.emit = emit
+        self.sampler = sampler  # the MCP client's sampler, passed on to subagents
+        self.writer = ToolWriter(self)
+        self._cancelled = threading.Event()
+
+    async def progress(self, message: str, fraction: float | None = None) -> None:
+        """Report how far the tool has got; `fraction` is between 0 and 1 when known."""
+        if fraction is not None and not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be between 0 and 1, got {fraction}")
+        await self.writer.write({"type": "progress", "message": message, "progress": fraction})
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run was cancelled; synchronous tools running in a thread poll it to stop early."""
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()

@@ -1,0 +1,85 @@
+"""Memory: threads of messages kept in storage, loaded before a run and extended after it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..storage import Storage, Thread
+from .messages import Message, from_stored, new_id, to_stored
+
+
+class ThreadError(ValueError):
+    """A thread cannot be used as asked (wrong resource, bad thread argument)."""
+
+
+ThreadArg = str | Mapping[str, Any] | None
+
+
+class Memory:
+    """Conversation memory over a `Storage`.
+
+    `last_messages` is how many earlier messages of a thread a run sees. Without a storage of its own,
+    a memory uses its app's storage once the agent joins a `Lodestar` app.
+    """
+
+    def __init__(self, storage: Storage | None = None, *, last_messages: int = 20) -> None:
+        if last_messages < 0:
+            raise ValueError(f"last_messages must be 0 or more, got {last_messages}")
+        self._storage = storage
+        self.last_messages = last_messages
+
+    def bind(self, storage: Storage) -> None:
+        """Give a storage-less memory the app's storage."""
+        if self._storage is None:
+            self._storage = storage
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            raise ThreadError("this memory has no storage: pass Memory(SQLiteStorage(path)) or add the agent to an app")
+        return self._storage
+
+    async def open_thread(self, thread: ThreadArg, resource_id: str | None, first_text: str = "") -> Thread:
+        """The thread a run continues, created on first use; refuses a thread owned by another resource."""
+        fields = {"id": thread} if isinstance(thread, str) else dict(thread or {})
+        thread_id = fields.get("id") or new_id("thread")
+        if not isinstance(thread_id, str) or not thread_id.strip():
+            raise ThreadError(f"thread id must be a non-empty string, got {thread_id!r}")
+        existing = await self.storage.get_thread(thread_id)
+        if existing is not None:
+            if resource_id is not None and existing.resource_id not in (None, resource_id):
+                raise ThreadError(
+                    f"thread {thread_id!r} belongs to resource {existing.resource_id!r}, not {resource_id!r}"
+                )
+            return existing
+        title = fields.get("title") or _title(first_text)
+        created = Thread(id=thread_id, resource_id=resource_id, title=title, metadata=dict(fields.get("metadata", {})))
+        return await self.storage.save_thread(created)
+
+    async def history(self, thread_id: str, last: int | None = None) -> list[Message]:
+        count = self.last_messages if last is None else last
+        if count == 0:
+            return []
+        return [from_stored(m) for m in await self.storage.list_messages(thread_id, last=count)]
+
+    async def save(self, thread_id: str, messages: list[Message]) -> None:
+        if messages:
+            await self.storage.add_messages(thread_id, [to_stored(m) for m in messages])
+
+    async def get_thread(self, thread_id: str) -> Thread | None:
+        return await self.storage.get_thread(thread_id)
+
+    async def list_threads(self, resource_id: str | None = None, *, limit: int = 50, offset: int = 0) -> list[Thread]:
+        return await self.storage.list_threads(resource_id, limit=limit, offset=offset)
+
+    async def messages(self, thread_id: str, *, last: int | None = None) -> list[Message]:
+        return [from_stored(m) for m in await self.storage.list_messages(thread_id, last=last)]
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        return await self.storage.delete_thread(thread_id)
+
+
+def _title(text: str) -> str | None:
+    line = " ".join(text.split())
+    return (line[:77] + "...") if len(line) > 80 else (line or None)

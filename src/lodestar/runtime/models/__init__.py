@@ -1,0 +1,55 @@
+"""Model ids (`provider/model`) to provider objects."""
+
+from __future__ import annotations
+
+import os
+
+from .base import CallContext, Finish, Model, ModelError, ModelEvent, ModelRequest, ModelSettings, ToolSpec
+
+PROVIDERS = ("openai", "anthropic", "ollama", "sampling", "scripted")
+
+__all__ = [
+    "PROVIDERS",
+    "CallContext",
+    "Finish",
+    "Model",
+    "ModelError",
+    "ModelEvent",
+    "ModelRequest",
+    "ModelSettings",
+    "ToolSpec",
+    "resolve_model",
+]
+
+
+def resolve_model(spec: str | Model) -> Model:
+    """Turn `openai/gpt-5-mini`, `anthropic/...`, `ollama/...`, `sampling` or `scripted` into a model."""
+    if not isinstance(spec, str):
+        return spec
+    provider, _, name = spec.partition("/")
+    if provider == "scripted":
+        from .scripted import ScriptedModel
+
+        return ScriptedModel(model_id=name or "scripted")
+    if provider == "sampling":
+        from .sampling import SamplingModel
+
+        return SamplingModel(hint=name or None)
+    if not name:
+        raise ValueError(f"model id {spec!r} has no model name: write it as provider/model, e.g. openai/gpt-5-mini")
+    if provider == "openai":
+        from .openai import OpenAIModel
+
+        return OpenAIModel(name)
+    if provider == "ollama":
+        from .openai import OpenAIModel
+
+        host = os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434")
+        if "://" not in host:
+            host = f"http://{host}"
+        return OpenAIModel(name, base_url=host.rstrip("/") + "/v1", api_key="ollama", provider="ollama")
+    if provider == "anthropic":
+        from .anthropic import AnthropicModel
+
+        return AnthropicModel(name)
+    raise ValueError(f"unknown model provider {provider!r} in {spec!r}: use one of {', '.join(PROVIDERS)}")

@@ -1,0 +1,112 @@
+"""What every model provider implements: one streamed call from a request to a sequence of events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from ..messages import Message
+from ..usage import Usage
+
+ToolChoice = Literal["auto", "none", "required"] | str  # a tool name forces that tool
+
+
+class ToolSpec(BaseModel):
+    """A tool as a model sees it."""
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ResponseFormat(BaseModel):
+    """Structured output: the JSON schema the final answer must follow."""
+
+    name: str
+    schema_: dict[str, Any] = Field(alias="schema")
+    model_config = {"populate_by_name": True}
+
+
+class ModelSettings(BaseModel):
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    extra: dict[str, Any] = Field(default_factory=dict, description="provider-specific body fields")
+
+
+class ModelRequest(BaseModel):
+    system: str | None = None
+    messages: list[Message]
+    tools: list[ToolSpec] = Field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    response_format: ResponseFormat | None = None
+    settings: ModelSettings = Field(default_factory=ModelSettings)
+
+
+# Events a provider yields, in order. Dataclasses: they are internal and created per token.
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallStart:
+    id: str
+    name: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    id: str
+    args_text: str
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: str
+    raw_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+ModelEvent = TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Finish
+
+FINISH_REASONS = {"stop", "length", "tool-calls", "content-filter", "error", "other"}
+
+
+class ModelError(Exception):
+    """A provider call failed for good: names the provider, the HTTP status when there was one, and what to do."""
+
+    def __init__(self, provider: str, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.status = status
+        self.retryable = retryable
+
+    def payload(self) -> dict[str, Any]:
+        return {"message": str(self), "provider": self.provider, "status": self.status}
+
+
+@runtime_checkable
+class Model(Protocol):
+    provider: str
+    model_id: str
+    supports_json_schema: bool
+
+    def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]: ...
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What a provider may need from the run: the MCP sampler for `sampling`, the run id for logs."""
+
+    run_id: str
+    sampler: Any = None

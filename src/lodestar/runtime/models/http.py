@@ -1,0 +1,216 @@
+"""HTTP plumbing shared by the providers: one pooled client per event loop, retries, SSE parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import anyio
+import httpx
+
+from ..usage import Usage
+from .base import Finish, ModelError, ModelEvent
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+RETRY_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "server_error", "rate_limit_error"})
+TRANSIENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """How one provider talks HTTP: where, with which credentials, how patiently."""
+
+    provider: str
+    base_url: str
+    headers: dict[str, str]
+    timeout_s: float = 120.0
+    max_retries: int = 2
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    auth_hint: str = ""
+
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def shared_client() -> httpx.AsyncClient:
+    """A client per event loop, so connections are reused but never cross loops."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        client = _clients[loop] = httpx.AsyncClient(limits=limits, timeout=None)
+    return client
+
+
+def retry_delay(attempt: int, retry_after: str | None, options: HttpOptions) -> float:
+    """Exponential backoff with full jitter, unless the server said how long to wait."""
+    told = _parse_retry_after(retry_after)
+    if told is not None:
+        return min(told, options.max_backoff_s)
+    ceiling = min(options.max_backoff_s, options.backoff_s * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # not a date either: fall back to backoff rather than fail the call
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def status_error(options: HttpOptions, response: httpx.Response) -> ModelError:
+    status = response.status_code
+    reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+    detail = _error_detail(response)
+    message = f"{reason} from {response.request.url}" + (f": {detail}" if detail else "")
+    if status in (401, 403) and options.auth_hint:
+        message += f". {options.auth_hint}"
+    return ModelError(options.provider, message, status=status, retryable=status in RETRY_STATUSES)
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text.strip()[:300]
+    return error_message(body.get("error", body) if isinstance(body, dict) else body)
+
+
+def error_message(error: Any) -> str:
+    """The readable part of a provider's error object, which is usually {"message": ..., "type": ...}."""
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:300]
+    return str(error)[:300]
+
+
+def _transport_error(options: HttpOptions, exc: Exception) -> ModelError:
+    if isinstance(exc, httpx.TimeoutException):
+        what = f"no response within {options.timeout_s:g} s from {options.base_url}"
+        what += "; raise timeout_s or check the server"
+    else:
+        what = f"cannot reach {options.base_url} ({type(exc).__name__}: {exc}); check the URL and that the server runs"
+    return ModelError(options.provider, what, retryable=True)
+
+
+@asynccontextmanager
+async def post_stream(options: HttpOptions, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+    """POST and hand back a streaming 2xx response, retrying what may succeed on a second try.
+
+    Only failures before the first byte of the body are retried: a stream that broke halfway has
+    already been shown to the caller, so it ends with an error instead of repeating itself.
+    """
+    client = shared_client()
+    url = options.base_url.rstrip("/") + path
+    timeout = httpx.Timeout(options.timeout_s, connect=min(options.timeout_s, 15.0))
+    attempt = 0
+    while True:
+        try:
+            request = client.build_request("POST", url, headers=options.headers, json=body, timeout=timeout)
+            response = await client.send(request, stream=True)
+        except (httpx.TimeoutException, *TRANSIENT_ERRORS) as exc:
+            error, delay = _transport_error(options, exc), None
+        else:
+            if response.status_code < 400:
+                try:
+                    yield response
+                finally:
+                    await response.aclose()
+                return
+            await response.aread()
+            await response.aclose()
+            error, delay = status_error(options, response), response.headers.get("retry-after")
+        if not error.retryable or attempt >= options.max_retries:
+            if attempt:
+                error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
+            raise error
+        await anyio.sleep(retry_delay(attempt, delay, options))
+        attempt += 1
+
+
+async def sse_events(options: HttpOptions, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """Server-sent events as (event name, data) pairs; transport failures mid-stream become ModelError."""
+    event, data = "message", []
+    try:
+        async for line in response.aiter_lines():
+            if not line:
+                if data:
+                    yield event, "\n".join(data)
+                event, data = "message", []
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+        if data:
+            yield event, "\n".join(data)
+    except (httpx.TimeoutException, *TRANSIENT_ERRORS) as exc:
+        raise _transport_error(options, exc) from exc
+
+
+def parse_json(options: HttpOptions, data: str) -> Any:
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise ModelError(options.provider, f"malformed stream event {data[:120]!r}: {exc}") from exc
+
+
+def stream_error(options: HttpOptions, error: Any) -> ModelError:
+    """An error reported inside a 2xx stream. Not retried here: part of the answer may already be shown."""
+    kind = error.get("type") or error.get("code") if isinstance(error, dict) else None
+    message = f"error in the response stream: {error_message(error)}"
+    return ModelError(options.provider, message, retryable=kind in RETRY_ERROR_TYPES)
+
+
+def env_setting(value: str | None, env_var: str, default: str = "") -> str:
+    """An explicit argument wins over the environment, which wins over the provider's default."""
+    return value if value is not None else os.environ.get(env_var) or default
+
+
+def require_api_key(options: HttpOptions, api_key: str, env_var: str, default_url: str) -> None:
+    """The provider's own host needs a key; a custom base URL (a proxy, a local server) may need none."""
+    if not api_key and httpx.URL(options.base_url).host == httpx.URL(default_url).host:
+        fix = f"export {env_var}=<your key>, or pass api_key= to the model"
+        raise ModelError(options.provider, f"{env_var} is not set: {fix}")
+
+
+class StreamReader(Protocol):
+    """One provider's stream format: it turns each SSE data payload into model events."""
+
+    reasons: ClassVar[Mapping[str, str]]  # the provider's finish reasons -> ours
+    ended: bool  # the provider's end-of-stream marker arrived
+    raw_reason: str | None  # the provider's own finish reason, once it said one
+    usage: Usage
+
+    def read(self, data: str) -> Iterable[ModelEvent]: ...
+
+
+async def stream_model(
+    options: HttpOptions, path: str, body: dict[str, Any], reader: StreamReader
+) -> AsyncIterator[ModelEvent]:
+    """POST a streaming request and yield its events, then exactly one Finish once the provider is done."""
+    async with post_stream(options, path, body) as response:
+        async for _, data in sse_events(options, response):
+            for event in reader.read(data):
+                yield event
+            if reader.ended:
+                break
+    if not (reader.ended or reader.raw_reason):
+        raise ModelError(options.provider, "the response stream stopped before the model finished", retryable=True)
+    raw = reader.raw_reason
+    yield Finish(reader.reasons.get(raw, "other") if raw else "other", raw, reader.usage)

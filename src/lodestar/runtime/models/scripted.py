@@ -1,0 +1,114 @@
+"""A deterministic model for tests, demos and benchmarks: it plays back scripted turns."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, Field
+
+from ..messages import new_id
+from ..usage import Usage
+from .base import CallContext, Finish, ModelError, ModelEvent, ModelRequest, TextDelta, ToolCallDelta, ToolCallStart
+
+
+class ScriptedCall(BaseModel):
+    name: str
+    args: dict[str, Any] | str = Field(default_factory=dict, description="a dict, or raw (maybe malformed) JSON text")
+    id: str | None = None
+
+
+class ScriptedTurn(BaseModel):
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ScriptedCall] = Field(default_factory=list)
+    usage: Usage | None = None
+    delay_s: float = 0.0
+    finish_reason: str | None = None
+
+
+Script = Sequence[ScriptedTurn | str] | Callable[[ModelRequest], ScriptedTurn | str | Awaitable[ScriptedTurn | str]]
+
+
+def reply(text: str, **fields: Any) -> ScriptedTurn:
+    return ScriptedTurn(text=text, **fields)
+
+
+def call(name: str, args: dict[str, Any] | str | None = None, *, id: str | None = None) -> ScriptedCall:
+    return ScriptedCall(name=name, args=args if args is not None else {}, id=id)
+
+
+def calls(*tool_calls: ScriptedCall, text: str = "", **fields: Any) -> ScriptedTurn:
+    return ScriptedTurn(text=text, tool_calls=list(tool_calls), **fields)
+
+
+class ScriptedModel:
+    """Plays `script` back turn by turn.
+
+    With a list, the turn is chosen by how many assistant turns follow the last user message, so
+    one model serves any number of concurrent runs. Without a script it echoes the last user message.
+    """
+
+    provider = "scripted"
+    supports_json_schema = True
+
+    def __init__(self, script: Script | None = None, *, model_id: str = "scripted") -> None:
+        self.model_id = model_id
+        self.script = script
+        self.requests: list[ModelRequest] = []
+        self.record = False
+
+    async def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]:
+        if self.record:
+            self.requests.append(request)
+        turn = await self._turn(request)
+        if turn.delay_s:
+            await anyio.sleep(turn.delay_s)
+        for piece in _pieces(turn.text):
+            yield TextDelta(piece)
+        for tool_call in turn.tool_calls:
+            call_id = tool_call.id or new_id("call")
+            yield ToolCallStart(call_id, tool_call.name)
+            args = tool_call.args if isinstance(tool_call.args, str) else json.dumps(tool_call.args)
+            yield ToolCallDelta(call_id, args)
+        reason = turn.finish_reason or ("tool-calls" if turn.tool_calls else "stop")
+        usage = turn.usage or Usage.of(_words(request), len(turn.text.split()) + len(turn.tool_calls))
+        yield Finish(reason, reason, usage)
+
+    async def _turn(self, request: ModelRequest) -> ScriptedTurn:
+        if self.script is None:
+            last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
+            return ScriptedTurn(text=last_user)
+        if callable(self.script):
+            turn = self.script(request)
+            if inspect.isawaitable(turn):
+                turn = await turn
+        else:
+            index = _turns_since_user(request)
+            if index >= len(self.script):
+                raise ModelError("scripted", f"the script has {len(self.script)} turns and turn {index + 1} was asked")
+            turn = self.script[index]
+        return ScriptedTurn(text=turn) if isinstance(turn, str) else turn
+
+
+def _turns_since_user(request: ModelRequest) -> int:
+    count = 0
+    for message in reversed(request.messages):
+        if message.role == "user":
+            break
+        count += message.role == "assistant"
+    return count
+
+
+def _pieces(text: str) -> list[str]:
+    """Split text the way a model streams it: a word and its following space per delta."""
+    words = text.split(" ")
+    pieces = [word + " " for word in words[:-1]] + [words[-1]]
+    return [piece for piece in pieces if piece]
+
+
+def _words(request: ModelRequest) -> int:
+    return sum(len(m.text.split()) for m in request.messages) + len((request.system or "").split())

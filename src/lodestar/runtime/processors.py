@@ -1,0 +1,215 @@
+"""Processors: hooks that read, rewrite or stop a run's input and output.
+
+A processor is any object with an `id` and some of these methods (sync or async), each taking
+one argument object:
+
+- `process_input(args)`: once, before the first step; return new messages or None.
+- `process_input_step(args)`: before every step; return a `StepOverrides`/dict or None.
+- `process_output_stream(args)`: per chunk; return the chunk (maybe changed), or None to drop it.
+- `process_output_step(args)`: after each model response, before its tools run.
+- `process_output_result(args)`: once at the end; return new messages or None.
+
+`args.abort(reason, retry=..., metadata=...)` stops the run with a tripwire; with `retry=True`
+and retries left, the step runs again with the reason shown to the model as feedback.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from pydantic import BaseModel
+
+from .chunks import LIFECYCLE, Chunk
+from .messages import Message, ToolCallPart
+
+
+class TripwireInfo(BaseModel):
+    reason: str
+    retry: bool = False
+    metadata: Any = None
+    processor_id: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return {"reason": self.reason, "retry": self.retry, "metadata": self.metadata, "processorId": self.processor_id}
+
+
+class TripWire(Exception):
+    """Raised by `abort()`; the runtime turns it into a `tripwire` chunk and `result.tripwire`."""
+
+    def __init__(self, reason: str, *, retry: bool = False, metadata: Any = None, processor_id: str | None = None):
+        super().__init__(reason)
+        self.info = TripwireInfo(reason=reason, retry=retry, metadata=metadata, processor_id=processor_id)
+
+
+class Processor:
+    """Optional base class: gives an `id` from the class name. Define only the hooks you need."""
+
+    id: str = ""
+    process_data_parts: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("id"):
+            cls.id = "".join(f"-{c.lower()}" if c.isupper() else c for c in cls.__name__).lstrip("-")
+
+
+@dataclass(kw_only=True)
+class ProcessorArgs:
+    """What every hook receives: its own per-request `state`, the retry count, and `abort`."""
+
+    state: dict[str, Any]
+    retry_count: int
+    request_context: Mapping[str, Any]
+    run_id: str
+    agent_id: str
+
+    def abort(self, reason: str = "Aborted by processor", *, retry: bool = False, metadata: Any = None) -> NoReturn:
+        raise TripWire(reason, retry=retry, metadata=metadata)
+
+
+@dataclass(kw_only=True)
+class InputArgs(ProcessorArgs):
+    messages: list[Message]
+    system: str | None
+
+
+@dataclass(kw_only=True)
+class InputStepArgs(ProcessorArgs):
+    step_number: int
+    messages: list[Message]
+    system: str | None
+    model: Any
+    tools: dict[str, Any]
+    tool_choice: str
+
+
+@dataclass(kw_only=True)
+class OutputStreamArgs(ProcessorArgs):
+    part: Chunk
+
+
+@dataclass(kw_only=True)
+class OutputStepArgs(ProcessorArgs):
+    step_number: int
+    text: str
+    tool_calls: list[ToolCallPart]
+    finish_reason: str
+    messages: list[Message]
+
+
+@dataclass(kw_only=True)
+class OutputResultArgs(ProcessorArgs):
+    messages: list[Message]
+    result: Any
+
+
+class InputResult(BaseModel):
+    """What `process_input` may return instead of a plain message list, to change the system prompt too."""
+
+    messages: list[Message]
+    system: str | None = None
+
+
+class StepOverrides(BaseModel):
+    """What `process_input_step` may change for one step; unset fields stay as they were."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    model: Any = None
+    tools: Any = None
+    tool_choice: str | None = None
+    system: str | None = None
+    messages: list[Message] | None = None
+
+
+async def _call(processor: Any, hook: str, args: ProcessorArgs) -> Any:
+    try:
+        result = getattr(processor, hook)(args)
+        if inspect.isawaitable(result):
+            result = await result
+    except TripWire as exc:
+        exc.info.processor_id = exc.info.processor_id or _id(processor)
+        raise
+    return result
+
+
+def _id(processor: Any) -> str:
+    return getattr(processor, "id", "") or type(processor).__name__
+
+
+@dataclass
+class ProcessorRunner:
+    """Runs one request's processors in order, keeping each one's state for the whole request."""
+
+    inputs: Sequence[Any]
+    outputs: Sequence[Any]
+    run_id: str
+    agent_id: str
+    request_context: Mapping[str, Any]
+    retry_count: int = 0
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stream_hooks = [p for p in self.outputs if hasattr(p, "process_output_stream")]
+
+    def _base(self, processor: Any) -> dict[str, Any]:
+        return {
+            "state": self.states.setdefault(_id(processor), {}),
+            "retry_count": self.retry_count,
+            "request_context": self.request_context,
+            "run_id": self.run_id,
+            "agent_id": self.agent_id,
+        }
+
+    async def input(self, messages: list[Message], system: str | None) -> tuple[list[Message], str | None]:
+        for processor in self.inputs:
+            if hasattr(processor, "process_input"):
+                result = await _call(
+                    processor, "process_input", InputArgs(**self._base(processor), messages=messages, system=system)
+                )
+                if isinstance(result, InputResult):
+                    messages, system = result.messages, result.system if result.system is not None else system
+                elif result is not None:
+                    messages = list(result)
+        return messages, system
+
+    async def input_step(self, **fields: Any) -> dict[str, Any]:
+        """Each processor sees the previous ones' changes; returns only what changed."""
+        changes: dict[str, Any] = {}
+        for processor in self.inputs:
+            if hasattr(processor, "process_input_step"):
+                result = await _call(processor, "process_input_step", InputStepArgs(**self._base(processor), **fields))
+                if result:
+                    step = result if isinstance(result, StepOverrides) else StepOverrides.model_validate(result)
+                    change = {name: getattr(step, name) for name in step.model_fields_set}
+                    changes.update(change)
+                    fields.update(change)
+        return changes
+
+    async def stream(self, part: Chunk) -> Chunk | None:
+        if part.type in LIFECYCLE:
+            return part
+        for processor in self.stream_hooks:
+            if part.is_data and not getattr(processor, "process_data_parts", False):
+                continue
+            part = await _call(processor, "process_output_stream", OutputStreamArgs(**self._base(processor), part=part))
+            if part is None:
+                return None
+        return part
+
+    async def output_step(self, **fields: Any) -> None:
+        for processor in self.outputs:
+            if hasattr(processor, "process_output_step"):
+                await _call(processor, "process_output_step", OutputStepArgs(**self._base(processor), **fields))
+
+    async def output_result(self, messages: list[Message], result: Any) -> list[Message]:
+        for processor in self.outputs:
+            if hasattr(processor, "process_output_result"):
+                args = OutputResultArgs(**self._base(processor), messages=messages, result=result)
+                changed = await _call(processor, "process_output_result", args)
+                if changed is not None:
+                    messages = list(changed)
+        return messages

@@ -1,0 +1,428 @@
+"""One agent run: the step loop from input to final answer, emitting chunks as it goes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from pydantic_core import to_jsonable_python
+
+from .chunks import Chunk, chunk
+from .context import ToolContext
+from .memory import Memory
+from .messages import Message, TextPart, ToolCallPart, ToolResultPart, new_id, text_message, to_messages
+from .models import resolve_model
+from .models.base import (
+    CallContext,
+    Finish,
+    Model,
+    ModelError,
+    ModelRequest,
+    ModelSettings,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+)
+from .options import RunOptions
+from .processors import ProcessorRunner, TripWire
+from .result import RunError, RunResult, StepResult, ToolCallRecord, ToolResultRecord
+from .structured import StructuredOutput, StructuredOutputError
+from .tools import Tool, ToolArgumentsError
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+logger = logging.getLogger("lodestar.runtime")
+Sink = Callable[[Chunk], Awaitable[None]]
+
+
+async def discard(_: Chunk) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class PendingCall:
+    id: str
+    name: str
+    args_text: list[str] = field(default_factory=list)
+    args: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+class _Retry(Exception):
+    pass
+
+
+class Run:
+    def __init__(self, agent: Agent, messages: Any, options: RunOptions, sink: Sink = discard) -> None:
+        self.agent = agent
+        self.options = options
+        self.sink = sink
+        self.input = to_messages(messages)
+        self.run_id = options.run_id or new_id("run")
+        self.model: Model = resolve_model(options.model or agent.model_spec())
+        self.tools: dict[str, Tool] = agent.tool_map()
+        self.tool_choice = options.tool_choice or "auto"
+        self.settings = options.model_settings or ModelSettings()
+        self.max_steps = options.max_steps or agent.max_steps
+        self.max_retries = _first(options.max_processor_retries, agent.max_processor_retries, 0)
+        self.structured = StructuredOutput(options.structured_output) if options.structured_output else None
+        self.memory: Memory | None = None
+        self.result = RunResult(run_id=self.run_id, agent_id=agent.id, resource_id=options.resource)
+        self.processors = ProcessorRunner(
+            inputs=_first(options.input_processors, agent.input_processors),
+            outputs=_first(options.output_processors, agent.output_processors),
+            run_id=self.run_id,
+            agent_id=agent.id,
+            request_context=options.request_context,
+        )
+        self.system: str | None = None
+        self.conversation: list[Message] = []
+        self.new_messages: list[Message] = []
+        self._text: list[str] = []
+
+    async def emit(self, part: Chunk) -> None:
+        if self.processors.stream_hooks:
+            processed = await self.processors.stream(part)
+            if processed is None:
+                return
+            part = processed
+        if part.type == "text-delta":
+            self._text.append(part.payload.get("text", ""))
+        await self.sink(part)
+
+    async def execute(self) -> RunResult:
+        await self._open_memory()
+        ids = {"agentId": self.agent.id, "threadId": self.result.thread_id, "resourceId": self.result.resource_id}
+        await self.emit(chunk("start", self.run_id, **ids))
+        save = True
+        try:
+            await self._prepare()
+            await self._loop()
+            await self._parse_structured()
+            self.new_messages = await self.processors.output_result(self.new_messages, self.result)
+        except TripWire as exc:
+            save = False
+            self.result.tripwire, self.result.finish_reason = exc.info, "tripwire"
+            await self.sink(chunk("tripwire", self.run_id, **exc.info.wire()))
+        except (ModelError, StructuredOutputError) as exc:
+            await self._fail(exc)
+        finally:
+            self.result.messages = self.new_messages
+            if save:
+                with anyio.CancelScope(shield=True):
+                    await self._save()
+        await self.sink(chunk("finish", self.run_id, **self._finish_payload()))
+        return self.result
+
+    async def _open_memory(self) -> None:
+        """Caller mistakes (no memory, a thread of another resource) raise before the run starts."""
+        opts = self.options
+        if opts.thread is None and opts.resource is None:
+            return
+        self.memory = self.agent.get_memory()
+        first_text = next((m.text for m in self.input if m.role == "user"), "")
+        thread = await self.memory.open_thread(opts.thread, opts.resource, first_text)
+        self.result.thread_id, self.result.resource_id = thread.id, thread.resource_id or opts.resource
+
+    async def _prepare(self) -> None:
+        history: list[Message] = []
+        if self.memory and self.result.thread_id:
+            history = await self.memory.history(self.result.thread_id, self.options.last_messages)
+        system = await self.agent.resolve_instructions(self.options)
+        messages, self.system = await self.processors.input(history + self.input, system or None)
+        known = {m.id for m in history}
+        self.conversation = list(messages)
+        self.new_messages = [m for m in messages if m.id not in known]
+
+    async def _loop(self) -> None:
+        step_number = 0
+        while True:
+            try:
+                step = await self._step(step_number)
+            except TripWire as exc:
+                if not exc.info.retry or self.processors.retry_count >= self.max_retries:
+                    raise
+                await self._retry_with_feedback(exc)
+                continue
+            step_number += 1
+            if not step.tool_calls or step_number >= self.max_steps:
+                return
+
+    async def _retry_with_feedback(self, exc: TripWire) -> None:
+        """Show the model its rejected answer and the processor's reason, then run the step again."""
+        self.processors.retry_count += 1
+        rejected = "".join(self._text)
+        if rejected:
+            self.conversation.append(text_message("assistant", rejected))
+        self.conversation.append(
+            text_message("user", f"[feedback] Your previous answer was rejected: {exc.info.reason}")
+        )
+        await self.sink(chunk("step-finish", self.run_id, stepResult={"reason": "retry", "isContinued": True}))
+
+    async def _step(self, number: int) -> StepResult:
+        changes = await self.processors.input_step(
+            step_number=number,
+            messages=list(self.conversation),
+            system=self.system,
+            model=self.model,
+            tools=dict(self.tools),
+            tool_choice=self.tool_choice,
+        )
+        model = resolve_model(changes["model"]) if changes.get("model") else self.model
+        tools = _tool_map(changes["tools"]) if "tools" in changes else self.tools
+        if "messages" in changes:
+            self.conversation = list(changes["messages"])
+        request = self._request(model, tools, changes.get("tool_choice") or self.tool_choice, changes.get("system"))
+        message_id = new_id("msg")
+        await self.emit(chunk("step-start", self.run_id, messageId=message_id, request=_describe(model), warnings=[]))
+        self._text = []
+        reasoning, calls, finish = await self._call_model(model, request)
+        text = "".join(self._text)
+        await self.processors.output_step(
+            step_number=number,
+            text=text,
+            tool_calls=[_part(c) for c in calls],
+            finish_reason=finish.reason,
+            messages=list(self.conversation),
+        )
+        assistant = Message(id=message_id, role="assistant", content=_assistant_parts(text, calls))
+        results = await self._run_tools(calls, tools) if calls else []
+        turn = [assistant] + ([Message(role="tool", content=results)] if results else [])
+        self.conversation += turn
+        self.new_messages += turn
+        step = StepResult(
+            step_number=number,
+            text=text,
+            reasoning=reasoning,
+            tool_calls=[ToolCallRecord(tool_call_id=c.id, tool_name=c.name, args=c.args) for c in calls],
+            tool_results=[_record(r, c) for r, c in zip(results, calls, strict=True)],
+            finish_reason=finish.reason,
+            usage=finish.usage,
+        )
+        self.result.steps.append(step)
+        self.result.usage += finish.usage
+        self.result.text, self.result.finish_reason = text, finish.reason
+        await self.emit(chunk("step-finish", self.run_id, **_step_payload(step, message_id, finish, model)))
+        return step
+
+    def _request(self, model: Model, tools: dict[str, Tool], tool_choice: str, system: str | None) -> ModelRequest:
+        system = system if system is not None else self.system
+        hoisted = [m.text for m in self.conversation if m.role == "system"]
+        response_format = None
+        if self.structured:
+            if model.supports_json_schema:
+                response_format = self.structured.response_format()
+            else:
+                hoisted.append(self.structured.instructions())
+        prompt = "\n\n".join(p for p in [system or "", *hoisted] if p) or None
+        return ModelRequest(
+            system=prompt,
+            messages=[m for m in self.conversation if m.role != "system"],
+            tools=[t.spec for t in tools.values()],
+            tool_choice=tool_choice if tools else "none",
+            response_format=response_format,
+            settings=self.settings,
+        )
+
+    async def _call_model(self, model: Model, request: ModelRequest) -> tuple[str, list[PendingCall], Finish]:
+        text_id = reasoning_id = None
+        reasoning: list[str] = []
+        calls: dict[str, PendingCall] = {}
+        finish = Finish("stop")
+        context = CallContext(run_id=self.run_id, sampler=self.options.sampler)
+        run_id, emit = self.run_id, self.emit
+        async for event in model.stream(request, context):
+            if isinstance(event, TextDelta):
+                if text_id is None:
+                    text_id = new_id("text")
+                    await emit(chunk("text-start", run_id, id=text_id))
+                await emit(chunk("text-delta", run_id, id=text_id, text=event.text))
+            elif isinstance(event, ToolCallDelta):
+                call = calls[event.id]
+                call.args_text.append(event.args_text)
+                await emit(
+                    chunk(
+                        "tool-call-delta", run_id, toolCallId=call.id, toolName=call.name, argsTextDelta=event.args_text
+                    )
+                )
+            elif isinstance(event, ToolCallStart):
+                calls[event.id] = PendingCall(event.id, event.name)
+                await emit(chunk("tool-call-input-streaming-start", run_id, toolCallId=event.id, toolName=event.name))
+            elif isinstance(event, ReasoningDelta):
+                if reasoning_id is None:
+                    reasoning_id = new_id("reasoning")
+                    await emit(chunk("reasoning-start", run_id, id=reasoning_id))
+                reasoning.append(event.text)
+                await emit(chunk("reasoning-delta", run_id, id=reasoning_id, text=event.text))
+            elif isinstance(event, Finish):
+                finish = event
+        if reasoning_id:
+            await emit(chunk("reasoning-end", run_id, id=reasoning_id))
+        if text_id:
+            await emit(chunk("text-end", run_id, id=text_id))
+        for call in calls.values():
+            _parse_args(call)
+            await emit(chunk("tool-call-input-streaming-end", run_id, toolCallId=call.id))
+            await emit(chunk("tool-call", run_id, toolCallId=call.id, toolName=call.name, args=call.args))
+        return "".join(reasoning), list(calls.values()), finish
+
+    async def _run_tools(self, calls: list[PendingCall], tools: dict[str, Tool]) -> list[ToolResultPart]:
+        """Every call of a step runs at once; results keep the order of the calls."""
+        results: list[ToolResultPart | None] = [None] * len(calls)
+
+        async def run_one(index: int, call: PendingCall) -> None:
+            results[index] = await self._run_tool(call, tools.get(call.name), tools)
+
+        if len(calls) == 1:
+            await run_one(0, calls[0])
+        else:
+            async with anyio.create_task_group() as group:
+                for index, call in enumerate(calls):
+                    group.start_soon(run_one, index, call)
+        return [r for r in results if r is not None]
+
+    async def _run_tool(self, call: PendingCall, tool: Tool | None, tools: dict[str, Tool]) -> ToolResultPart:
+        error = call.error
+        value: Any = None
+        if error is None and tool is None:
+            known = ", ".join(sorted(tools)) or "none"
+            error = f"unknown tool {call.name!r}; the tools you can call are: {known}"
+        elif error is None and tool is not None:
+            try:
+                value = await tool.execute(call.args, self._tool_context(call))
+            except ToolArgumentsError as exc:
+                error = str(exc)
+            except (TripWire, ModelError):
+                raise
+            except Exception as exc:
+                logger.info("tool %s raised %s: %s", call.name, type(exc).__name__, exc)
+                error = f"tool {call.name} failed: {type(exc).__name__}: {exc}"
+        base = {"toolCallId": call.id, "toolName": call.name, "args": call.args}
+        if error is not None:
+            await self.emit(chunk("tool-error", self.run_id, **base, error={"message": error}))
+            return ToolResultPart(tool_call_id=call.id, tool_name=call.name, result=error, is_error=True)
+        await self.emit(chunk("tool-result", self.run_id, **base, result=value, isError=False))
+        return ToolResultPart(tool_call_id=call.id, tool_name=call.name, result=value)
+
+    def _tool_context(self, call: PendingCall) -> ToolContext:
+        return ToolContext(
+            run_id=self.run_id,
+            agent_id=self.agent.id,
+            tool_call_id=call.id,
+            tool_name=call.name,
+            thread_id=self.result.thread_id,
+            resource_id=self.result.resource_id,
+            request_context=self.options.request_context,
+            emit=self.emit,
+            sampler=self.options.sampler,
+        )
+
+    async def _parse_structured(self) -> None:
+        if self.structured is None or self.result.finish_reason == "tool-calls":
+            return
+        self.result.object = self.structured.parse(self.result.text)
+        await self.emit(chunk("object-result", self.run_id, object=_jsonable(self.result.object)))
+
+    async def _fail(self, exc: Exception) -> None:
+        payload = exc.payload() if isinstance(exc, ModelError) else {"message": str(exc)}
+        self.result.error = RunError.model_validate(payload)
+        self.result.finish_reason = "error"
+        logger.warning("run %s of agent %s failed: %s", self.run_id, self.agent.id, exc)
+        await self.sink(chunk("error", self.run_id, error=payload))
+
+    async def _save(self) -> None:
+        if self.memory is None or self.result.thread_id is None:
+            return
+        try:
+            await self.memory.save(self.result.thread_id, self.new_messages)
+        except Exception:
+            logger.exception(
+                "run %s: could not save %d messages to thread %s",
+                self.run_id,
+                len(self.new_messages),
+                self.result.thread_id,
+            )
+            raise
+
+    def _finish_payload(self) -> dict[str, Any]:
+        result = self.result
+        output: dict[str, Any] = {"text": result.text, "usage": result.usage.wire()}
+        if result.object is not None:
+            output["object"] = _jsonable(result.object)
+        return {
+            "stepResult": {"reason": result.finish_reason},
+            "output": output,
+            "metadata": {
+                "agentId": result.agent_id,
+                "threadId": result.thread_id,
+                "resourceId": result.resource_id,
+                "steps": len(result.steps),
+            },
+        }
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _tool_map(tools: Any) -> dict[str, Tool]:
+    if isinstance(tools, dict):
+        return dict(tools)
+    return {t.name: t for t in tools}
+
+
+def _parse_args(call: PendingCall) -> None:
+    text = "".join(call.args_text).strip() or "{}"
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        call.error = (
+            f"the arguments for tool {call.name} are not valid JSON ({exc.msg} at char {exc.pos}): {text[:200]}"
+        )
+        return
+    if not isinstance(parsed, dict):
+        call.error = f"the arguments for tool {call.name} must be a JSON object, got {type(parsed).__name__}"
+        return
+    call.args = parsed
+
+
+def _part(call: PendingCall) -> ToolCallPart:
+    return ToolCallPart(tool_call_id=call.id, tool_name=call.name, args=call.args)
+
+
+def _assistant_parts(text: str, calls: list[PendingCall]) -> list[Any]:
+    parts: list[Any] = [TextPart(text=text)] if text else []
+    return parts + [_part(c) for c in calls]
+
+
+def _record(result: ToolResultPart, call: PendingCall) -> ToolResultRecord:
+    return ToolResultRecord(
+        tool_call_id=result.tool_call_id,
+        tool_name=result.tool_name,
+        args=call.args,
+        result=result.result,
+        is_error=result.is_error,
+    )
+
+
+def _describe(model: Model) -> dict[str, str]:
+    return {"provider": model.provider, "modelId": model.model_id}
+
+
+def _step_payload(step: StepResult, message_id: str, finish: Finish, model: Model) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "stepResult": {"reason": finish.reason, "rawReason": finish.raw_reason, "isContinued": bool(step.tool_calls)},
+        "output": {"text": step.text, "usage": step.usage.wire()},
+        "metadata": {"stepNumber": step.step_number, **_describe(model)},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return to_jsonable_python(value, fallback=str)

@@ -1,0 +1,190 @@
+"""`@tool`: a Python function as a model-callable tool, its JSON schemas read from the signature."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, get_args, get_origin, get_type_hints, overload
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic_core import to_jsonable_python
+
+from .context import ToolContext
+from .models.base import ToolSpec
+
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_DOC_ARG = re.compile(r"^\s*(?::param\s+)?(\w+)(?:\s*\([^)]*\))?\s*:\s*(.+)$")
+
+
+class ToolArgumentsError(ValueError):
+    """The model's arguments do not fit the tool's input schema; the message is written for the model."""
+
+
+class Tool:
+    """A callable a model may ask for. Build one with `@tool`, or directly for a hand-written schema."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        description: str,
+        input_schema: dict[str, Any],
+        output_schema: dict[str, Any] | None = None,
+        args_model: type[BaseModel] | None = None,
+        context_param: str | None = None,
+        background: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not NAME.match(name):
+            raise ValueError(f"tool name {name!r} must be 1-64 letters, digits, '_' or '-'")
+        self.fn = fn
+        self.name = name
+        self.description = description
+        self.input_schema = input_schema
+        self.output_schema = output_schema
+        self.args_model = args_model
+        self.context_param = context_param
+        self.background = dict(background) if background else None
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+    @property
+    def spec(self) -> ToolSpec:
+        return ToolSpec(name=self.name, description=self.description, input_schema=self.input_schema)
+
+    def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the model's arguments; the error names each bad field so the model can fix its call."""
+        if self.args_model is None:
+            return dict(args)
+        try:
+            parsed = self.args_model.model_validate(args)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise ToolArgumentsError(f"invalid arguments for tool {self.name}: {problems}") from None
+        return {field: getattr(parsed, field) for field in type(parsed).model_fields}
+
+    async def execute(self, args: Mapping[str, Any], context: ToolContext) -> Any:
+        """Validate, call (sync functions in a worker thread), and return a JSON-ready result."""
+        kwargs = self.validate(args)
+        if self.context_param:
+            kwargs[self.context_param] = context
+        if self.is_async:
+            result = await self.fn(**kwargs)
+        else:
+            try:
+                result = await anyio.to_thread.run_sync(lambda: self.fn(**kwargs), abandon_on_cancel=True)
+            except anyio.get_cancelled_exc_class():
+                context.cancel()
+                raise
+        return to_jsonable_python(result, fallback=str)
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, background: Mapping[str, Any] | None = None
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    background: Mapping[str, Any] | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a tool of a function: `@tool` or `@tool(name=..., description=..., background={...})`."""
+
+    def build(function: Callable[..., Any]) -> Tool:
+        return tool_from_function(function, name=name, description=description, background=background)
+
+    return build(fn) if fn is not None else build
+
+
+def tool_from_function(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    background: Mapping[str, Any] | None = None,
+) -> Tool:
+    summary, arg_docs = parse_docstring(inspect.getdoc(fn) or "")
+    hints = get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {}
+    context_param = None
+    for param in inspect.signature(fn).parameters.values():
+        annotation = hints.get(param.name, Any)
+        if _is_context(annotation):
+            context_param = param.name
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"tool {fn.__name__}: *args and **kwargs cannot be described to a model")
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, Field(default, description=arg_docs.get(param.name)))
+    tool_name = name or fn.__name__
+    args_model = create_model(f"{tool_name}_args", __config__=ConfigDict(extra="forbid"), **fields)
+    return Tool(
+        fn,
+        name=tool_name,
+        description=description or summary or f"Call {tool_name}.",
+        input_schema=_clean_schema(args_model.model_json_schema()),
+        output_schema=_output_schema(hints.get("return", inspect.Signature.empty)),
+        args_model=args_model,
+        context_param=context_param,
+        background=background,
+    )
+
+
+def _is_context(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return isinstance(annotation, type) and issubclass(annotation, ToolContext)
+
+
+def _output_schema(annotation: Any) -> dict[str, Any] | None:
+    if annotation in (inspect.Signature.empty, None, type(None), Any):
+        return None
+    return _clean_schema(TypeAdapter(annotation).json_schema())
+
+
+def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop pydantic's generated titles: they cost the model tokens and say nothing new."""
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return schema
+
+
+def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """The summary paragraph and per-argument descriptions (Google `Args:` or Sphinx `:param x:` style)."""
+    summary = doc.split("\n\n", 1)[0].strip()
+    if summary.lower().startswith(("args:", "arguments:", "parameters:", ":param")):
+        summary = ""
+    args: dict[str, str] = {}
+    section_indent: int | None = None  # indentation of argument lines inside an Args: section
+    current = None
+    for line in doc.splitlines():
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if stripped.lower() in ("args:", "arguments:", "parameters:"):
+            section_indent, current = -1, None
+            continue
+        in_section = section_indent is not None and indent > 0
+        is_arg_line = stripped.startswith(":param") or (in_section and section_indent in (-1, indent))
+        match = _DOC_ARG.match(line) if is_arg_line else None
+        if match:
+            current = match.group(1)
+            args[current] = match.group(2).strip()
+            if section_indent == -1:
+                section_indent = indent
+        elif current and stripped and indent > 0 and (section_indent is None or indent > section_indent):
+            args[current] += " " + stripped
+        elif stripped and indent == 0:
+            section_indent, current = None, None
+    return summary, args
