@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["llm_servers"]
+
 PAGES = {
     "docs/overview.md": """---
 title: Overview
@@ -106,3 +108,9 @@ def make_tgz(
     files = {"package/package.json": json.dumps({"name": name, "version": version})}
     files.update({docs_dir + relative: text for relative, text in pages.items()})
     return raw_tgz(path, files)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The runtime streams through asyncio tasks and queues, so async tests run on asyncio."""
+    return "asyncio"

@@ -35,11 +35,6 @@ HIT_FIELDS = {"corpus", "version", "path", "title", "heading", "anchor", "score"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def corpus(corpus_dir: Path, tmp_path: Path) -> Path:
     """The conftest corpus plus a long page, and a symlink that points at a file outside the corpus."""
     (corpus_dir / "docs" / "long.md").write_text(LONG_PAGE, "utf-8")

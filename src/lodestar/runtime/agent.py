@@ -22,7 +22,7 @@ from .tools import Tool, tool_from_function
 if TYPE_CHECKING:
     from ..storage import Storage
 
-AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,48}\Z")
 Instructions = str | Callable[[Mapping[str, Any]], str | Awaitable[str]]
 _END = object()
 

@@ -14,7 +14,7 @@ from pydantic_core import to_jsonable_python
 from .context import ToolContext
 from .models.base import ToolSpec
 
-NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _DOC_ARG = re.compile(r"^\s*(?::param\s+)?(\w+)(?:\s*\([^)]*\))?\s*:\s*(.+)$")
 
 

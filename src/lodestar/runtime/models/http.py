@@ -172,7 +172,7 @@ def parse_json(options: HttpOptions, data: str) -> Any:
 
 def stream_error(options: HttpOptions, error: Any) -> ModelError:
     """An error reported inside a 2xx stream. Not retried here: part of the answer may already be shown."""
-    kind = error.get("type") or error.get("code") if isinstance(error, dict) else None
+    kind = (error.get("type") or error.get("code")) if isinstance(error, dict) else None
     message = f"error in the response stream: {error_message(error)}"
     return ModelError(options.provider, message, retryable=kind in RETRY_ERROR_TYPES)
 
@@ -195,7 +195,9 @@ class StreamReader(Protocol):
     reasons: ClassVar[Mapping[str, str]]  # the provider's finish reasons -> ours
     ended: bool  # the provider's end-of-stream marker arrived
     raw_reason: str | None  # the provider's own finish reason, once it said one
-    usage: Usage
+
+    @property
+    def usage(self) -> Usage: ...
 
     def read(self, data: str) -> Iterable[ModelEvent]: ...
 
@@ -212,5 +214,4 @@ async def stream_model(
                 break
     if not (reader.ended or reader.raw_reason):
         raise ModelError(options.provider, "the response stream stopped before the model finished", retryable=True)
-    raw = reader.raw_reason
-    yield Finish(reader.reasons.get(raw, "other") if raw else "other", raw, reader.usage)
+    yield Finish(reader.reasons.get(reader.raw_reason or "", "other"), reader.raw_reason, reader.usage)

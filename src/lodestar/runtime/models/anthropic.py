@@ -1,0 +1,194 @@
+"""Anthropic Messages API, streamed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from ..messages import Message, Part, TextPart, ToolCallPart, result_text
+from ..usage import Usage
+from .base import (
+    CallContext,
+    ModelEvent,
+    ModelRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    ToolChoice,
+)
+from .http import HttpOptions, env_setting, parse_json, require_api_key, stream_error, stream_model
+
+DEFAULT_URL = "https://api.anthropic.com"
+KEY_ENV = "ANTHROPIC_API_KEY"
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens; this fits every current model
+INPUT_USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+class AnthropicModel:
+    """A Claude model. No native JSON-schema output: the agent loop asks for JSON in the prompt instead."""
+
+    supports_json_schema = False
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        provider: str = "anthropic",
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.provider = provider
+        self._api_key = env_setting(api_key, KEY_ENV)
+        auth = {"x-api-key": self._api_key} if self._api_key else {}
+        self.options = HttpOptions(
+            provider=provider,
+            base_url=env_setting(base_url, "ANTHROPIC_BASE_URL", DEFAULT_URL),
+            headers={"anthropic-version": API_VERSION} | auth | (headers or {}),
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            auth_hint=f"Check {KEY_ENV}: export {KEY_ENV}=<a valid key for this base URL>",
+        )
+
+    async def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]:
+        require_api_key(self.options, self._api_key, KEY_ENV, DEFAULT_URL)
+        reader = MessageReader(self.options)
+        async for event in stream_model(self.options, "/v1/messages", self.body(request), reader):
+            yield event
+
+    def body(self, request: ModelRequest) -> dict[str, Any]:
+        """The JSON body for one streamed call. `response_format` is left to the agent loop's prompt."""
+        settings = request.settings
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "max_tokens": settings.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": wire_messages(request.messages),
+            "stream": True,
+        }
+        if system := wire_system(request):
+            body["system"] = system
+        if request.tools:
+            body["tools"] = [
+                {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
+                for tool in request.tools
+            ]
+            body["tool_choice"] = wire_tool_choice(request.tool_choice)
+        chosen = {"temperature": settings.temperature, "top_p": settings.top_p, "stop_sequences": settings.stop}
+        return body | {key: value for key, value in chosen.items() if value is not None} | settings.extra
+
+
+def wire_system(request: ModelRequest) -> str:
+    """The API takes one system prompt, so system messages in the conversation join the request's."""
+    texts = [request.system or "", *(message.text for message in request.messages if message.role == "system")]
+    return "\n\n".join(text for text in texts if text)
+
+
+def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Strictly alternating user/assistant turns: tool results are user content, same-role neighbours merge."""
+    wire: list[dict[str, Any]] = []
+    for message in messages:
+        blocks = [block for part in message.content if (block := wire_block(part))]
+        if not blocks or message.role == "system":  # system text went to wire_system
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        if wire and wire[-1]["role"] == role:
+            wire[-1]["content"].extend(blocks)
+        else:
+            wire.append({"role": role, "content": blocks})
+    return wire
+
+
+def wire_block(part: Part) -> dict[str, Any] | None:
+    """A content block, or None for empty text (the API rejects empty text blocks)."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ToolCallPart):
+        return {"type": "tool_use", "id": part.tool_call_id, "name": part.tool_name, "input": part.args}
+    return {
+        "type": "tool_result",
+        "tool_use_id": part.tool_call_id,
+        "content": result_text(part.result),
+        "is_error": part.is_error,
+    }
+
+
+def wire_tool_choice(choice: ToolChoice) -> dict[str, str]:
+    kinds = {"auto": "auto", "required": "any", "none": "none"}
+    return {"type": kinds[choice]} if choice in kinds else {"type": "tool", "name": choice}
+
+
+class MessageReader:
+    """Messages stream events to model events, keyed by content block index."""
+
+    reasons: ClassVar[dict[str, str]] = {
+        "end_turn": "stop",
+        "stop_sequence": "stop",
+        "max_tokens": "length",
+        "tool_use": "tool-calls",
+        "refusal": "content-filter",
+    }
+
+    def __init__(self, options: HttpOptions) -> None:
+        self.options = options
+        self.ended = False
+        self.raw_reason: str | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.tool_ids: dict[int, str] = {}
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.of(self.input_tokens, self.output_tokens)
+
+    def read(self, data: str) -> list[ModelEvent]:
+        event = parse_json(self.options, data)
+        match event.get("type"):
+            case "message_start":
+                self._count(event["message"].get("usage") or {})
+            case "content_block_start":
+                return self._block_start(event["index"], event["content_block"])
+            case "content_block_delta":
+                return self._block_delta(event["index"], event["delta"])
+            case "message_delta":
+                self.raw_reason = event["delta"].get("stop_reason") or self.raw_reason
+                self._count(event.get("usage") or {})
+            case "message_stop":
+                self.ended = True
+            case "error":
+                raise stream_error(self.options, event.get("error"))
+        return []  # ping, content_block_stop, and event types added after this was written
+
+    def _count(self, usage: dict[str, Any]) -> None:
+        """Usage counts are cumulative. Input includes cached tokens, which the API counts apart."""
+        inputs = [usage.get(field) for field in INPUT_USAGE_FIELDS]
+        if any(count is not None for count in inputs):
+            self.input_tokens = sum(count or 0 for count in inputs)
+        self.output_tokens = usage.get("output_tokens") or self.output_tokens
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[ModelEvent]:
+        kind = block.get("type")
+        if kind == "tool_use":
+            self.tool_ids[index] = block["id"]
+            return [ToolCallStart(block["id"], block["name"])]
+        if kind == "text" and block.get("text"):
+            return [TextDelta(block["text"])]
+        if kind == "thinking" and block.get("thinking"):
+            return [ReasoningDelta(block["thinking"])]
+        return []
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ModelEvent]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return [TextDelta(delta["text"])]
+        if kind == "thinking_delta":
+            return [ReasoningDelta(delta["thinking"])]
+        if kind == "input_json_delta" and delta.get("partial_json") and index in self.tool_ids:
+            return [ToolCallDelta(self.tool_ids[index], delta["partial_json"])]
+        return []
