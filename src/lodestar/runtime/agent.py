@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +117,10 @@ class Agent:
         return await Run(self, messages, self._options(options)).execute()
 
     def stream(self, messages: MessageInput, **options: Any) -> AgentStream:
-        """Chunks as they happen: `async for chunk in agent.stream(...)`, then `await stream.result()`."""
+        """Chunks as they happen: `async for chunk in agent.stream(...)`, then `await stream.result()`.
+
+        Use `async with agent.stream(...) as stream:` to stop the run as soon as you leave the block early.
+        """
         return AgentStream(self, messages, self._options(options))
 
     def stream_until_idle(self, messages: MessageInput, **options: Any) -> AgentStream:
@@ -132,6 +135,7 @@ class AgentStream:
         self._run = Run(agent, messages, options)
         self._buffer = buffer
         self._started = False
+        self._chunks: AsyncGenerator[Chunk, None] | None = None
         self._result: RunResult | None = None
 
     @property
@@ -142,9 +146,21 @@ class AgentStream:
         if self._started:
             raise RuntimeError("this stream was already iterated: call agent.stream() again for a new run")
         self._started = True
-        return self._iterate()
+        self._chunks = self._iterate()
+        return self._chunks
 
-    async def _iterate(self) -> AsyncIterator[Chunk]:
+    async def __aenter__(self) -> AgentStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the run now if it is still going (leaving an `async for` early does not, by itself)."""
+        if self._chunks is not None:
+            await self._chunks.aclose()
+
+    async def _iterate(self) -> AsyncGenerator[Chunk, None]:
         queue: asyncio.Queue[Any] = asyncio.Queue(self._buffer)
         self._run.sink = queue.put
         task = asyncio.create_task(self._produce(queue))

@@ -43,7 +43,7 @@ class Memory:
     async def open_thread(self, thread: ThreadArg, resource_id: str | None, first_text: str = "") -> Thread:
         """The thread a run continues, created on first use; refuses a thread owned by another resource."""
         fields = {"id": thread} if isinstance(thread, str) else dict(thread or {})
-        thread_id = fields.get("id") or new_id("thread")
+        thread_id = fields["id"] if "id" in fields else new_id("thread")
         if not isinstance(thread_id, str) or not thread_id.strip():
             raise ThreadError(f"thread id must be a non-empty string, got {thread_id!r}")
         existing = await self.storage.get_thread(thread_id)
@@ -61,7 +61,8 @@ class Memory:
         count = self.last_messages if last is None else last
         if count == 0:
             return []
-        return [from_stored(m) for m in await self.storage.list_messages(thread_id, last=count)]
+        messages = [from_stored(m) for m in await self.storage.list_messages(thread_id, last=count)]
+        return _from_first_user_turn(messages)
 
     async def save(self, thread_id: str, messages: list[Message]) -> None:
         if messages:
@@ -83,3 +84,9 @@ class Memory:
 def _title(text: str) -> str | None:
     line = " ".join(text.split())
     return (line[:77] + "...") if len(line) > 80 else (line or None)
+
+
+def _from_first_user_turn(messages: list[Message]) -> list[Message]:
+    """A window cut mid-turn would start with a tool result or an answer to nothing; providers refuse those."""
+    start = next((i for i, m in enumerate(messages) if m.role == "user"), len(messages))
+    return messages[start:]

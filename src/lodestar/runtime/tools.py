@@ -15,7 +15,7 @@ from .context import ToolContext
 from .models.base import ToolSpec
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
-_DOC_ARG = re.compile(r"^\s*(?::param\s+)?(\w+)(?:\s*\([^)]*\))?\s*:\s*(.+)$")
+_DOC_ARG = re.compile(r"^\s*(?::param\s+(?:[\w\[\].|]+\s+)?)?(\w+)(?:\s*\([^)]*\))?\s*:\s*(.+)$")
 
 
 class ToolArgumentsError(ValueError):

@@ -1,0 +1,274 @@
+"""Agent runs end to end against the OpenAI- and Anthropic-compatible test servers (real httpx, real SSE)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import anyio
+import pytest
+from llm_servers import Fail, LLMServer, Stall, Turn
+
+from lodestar import Agent, ToolContext, tool
+from lodestar.runtime import Chunk, RunResult
+from lodestar.runtime.models.anthropic import AnthropicModel
+from lodestar.runtime.models.openai import OpenAIModel
+
+pytestmark = pytest.mark.anyio
+PROVIDERS = ["openai", "anthropic"]
+
+
+@pytest.fixture(params=PROVIDERS)
+def server(request: pytest.FixtureRequest) -> LLMServer:
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+def model_for(server: LLMServer, **options: Any) -> OpenAIModel | AnthropicModel:
+    options = {"api_key": "test-key", "backoff_s": 0.01, **options}
+    if server.url.endswith("/v1"):
+        return OpenAIModel("gpt-test", base_url=server.url, **options)
+    return AnthropicModel("claude-test", base_url=server.url, **options)
+
+
+@tool
+def lookup(term: str) -> dict[str, Any]:
+    """Look a term up in the glossary.
+
+    Args:
+        term: The word to look up.
+    """
+    return {"term": term, "meaning": f"{term} means a guiding star"}
+
+
+async def collect(agent: Agent, message: str, **options: Any) -> tuple[list[Chunk], RunResult]:
+    stream = agent.stream(message, **options)
+    chunks = [part async for part in stream]
+    return chunks, await stream.result()
+
+
+def kinds(chunks: list[Chunk]) -> list[str]:
+    """Chunk types with repeats collapsed, so the test does not depend on how text was split."""
+    return [kind for kind, _ in itertools.groupby(c.type for c in chunks)]
+
+
+def last_tool_messages(server: LLMServer) -> str:
+    """The tool results the model was shown in the last request, as text, whatever the wire format."""
+    return repr(server.requests[-1].body["messages"])
+
+
+async def test_multi_step_tool_calling_streams_chunks_in_order(server: LLMServer) -> None:
+    server.script(
+        Turn(tool_calls=[("lookup", {"term": "lodestar"})], usage=(20, 7)), Turn(text="It is a guiding star.")
+    )
+    agent = Agent("glossary", instructions="Use the glossary.", model=model_for(server), tools=[lookup])
+    chunks, result = await collect(agent, "What is a lodestar?")
+
+    assert kinds(chunks) == [
+        "start",
+        "step-start",
+        "tool-call-input-streaming-start",
+        "tool-call-delta",
+        "tool-call-input-streaming-end",
+        "tool-call",
+        "tool-result",
+        "step-finish",
+        "step-start",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "step-finish",
+        "finish",
+    ]
+    assert {c.run_id for c in chunks} == {result.run_id}
+    assert result.text == "It is a guiding star."
+    assert result.finish_reason == "stop"
+    assert [c.tool_name for c in result.tool_calls] == ["lookup"]
+    assert result.tool_results[0].result == {"term": "lodestar", "meaning": "lodestar means a guiding star"}
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (30, 12)
+    finish = chunks[-1].payload
+    assert finish["output"]["usage"] == {"inputTokens": 30, "outputTokens": 12, "totalTokens": 42}
+    assert "lodestar means a guiding star" in last_tool_messages(server)
+    assert "Use the glossary." in repr(server.requests[0].body)
+
+
+async def test_generate_matches_the_stream_aggregates(openai_server: LLMServer) -> None:
+    openai_server.script(Turn(tool_calls=[("lookup", {"term": "a"})]), Turn(text="done"))
+    agent = Agent("g", model=model_for(openai_server), tools=[lookup])
+    result = await agent.generate("go")
+    assert (result.text, result.finish_reason, len(result.steps)) == ("done", "stop", 2)
+    assert result.steps[0].finish_reason == "tool-calls"
+
+
+async def test_tool_calls_in_one_step_run_concurrently(server: LLMServer) -> None:
+    first_started, second_started = anyio.Event(), anyio.Event()
+
+    @tool
+    async def first() -> str:
+        """One half."""
+        first_started.set()
+        await second_started.wait()  # deadlocks unless both run at once
+        return "one"
+
+    @tool
+    async def second() -> str:
+        """The other half."""
+        second_started.set()
+        await first_started.wait()
+        return "two"
+
+    server.script(Turn(tool_calls=[("first", {}), ("second", {})]), Turn(text="both done"))
+    agent = Agent("parallel", model=model_for(server), tools=[first, second])
+    with anyio.fail_after(10):
+        chunks, result = await collect(agent, "run both")
+    assert result.text == "both done"
+    assert sorted(r.result for r in result.tool_results) == ["one", "two"]
+    assert [r.tool_name for r in result.tool_results] == ["first", "second"]  # the order of the calls
+    assert sum(c.type == "tool-result" for c in chunks) == 2
+
+
+async def test_tool_output_and_data_chunks_reach_the_stream(openai_server: LLMServer) -> None:
+    @tool
+    async def crawl(site: str, ctx: ToolContext) -> str:
+        """Crawl a site."""
+        await ctx.progress("fetching", 0.5)
+        await ctx.writer.custom("data-page", {"url": site})
+        return f"crawled {site} in run {ctx.run_id}"
+
+    openai_server.script(Turn(tool_calls=[("crawl", {"site": "example.org"})]), Turn(text="ok"))
+    agent = Agent("crawler", model=model_for(openai_server), tools=[crawl])
+    chunks, result = await collect(agent, "crawl")
+    output = next(c for c in chunks if c.type == "tool-output")
+    assert output.payload["output"] == {"type": "progress", "message": "fetching", "progress": 0.5}
+    data = next(c for c in chunks if c.type == "data-page")
+    assert data.payload["data"] == {"url": "example.org"}
+    assert result.tool_results[0].result == f"crawled example.org in run {result.run_id}"
+    assert kinds(chunks).index("tool-output") < kinds(chunks).index("tool-result")
+
+
+async def test_malformed_arguments_become_a_tool_error_the_model_sees(server: LLMServer) -> None:
+    server.script(Turn(tool_calls=[("lookup", '{"term": "lode')]), Turn(text="Sorry, let me retry."))
+    agent = Agent("g", model=model_for(server), tools=[lookup])
+    chunks, result = await collect(agent, "look up lodestar")
+    error = next(c for c in chunks if c.type == "tool-error")
+    assert "not valid JSON" in error.payload["error"]["message"]
+    assert result.tool_results[0].is_error
+    assert result.text == "Sorry, let me retry."
+    assert "not valid JSON" in last_tool_messages(server)
+
+
+async def test_arguments_that_break_the_schema_become_a_tool_error(openai_server: LLMServer) -> None:
+    openai_server.script(Turn(tool_calls=[("lookup", {"word": "x"})]), Turn(text="fixed"))
+    agent = Agent("g", model=model_for(openai_server), tools=[lookup])
+    result = await agent.generate("go")
+    message = result.tool_results[0].result
+    assert "invalid arguments for tool lookup" in message and "term" in message and "word" in message
+    assert result.finish_reason == "stop"
+
+
+async def test_a_raising_tool_becomes_a_tool_error_and_the_run_goes_on(server: LLMServer) -> None:
+    @tool
+    def explode(reason: str) -> str:
+        """Always fails."""
+        raise RuntimeError(f"disk full: {reason}")
+
+    server.script(Turn(tool_calls=[("explode", {"reason": "logs"})]), Turn(text="The tool failed."))
+    agent = Agent("g", model=model_for(server), tools=[explode])
+    chunks, result = await collect(agent, "go")
+    assert any(c.type == "tool-error" for c in chunks)
+    assert result.tool_results[0].result == "tool explode failed: RuntimeError: disk full: logs"
+    assert "disk full: logs" in last_tool_messages(server)
+    assert (result.text, result.finish_reason) == ("The tool failed.", "stop")
+
+
+async def test_an_unknown_tool_name_is_reported_to_the_model(openai_server: LLMServer) -> None:
+    openai_server.script(Turn(tool_calls=[("search_web", {"q": "x"})]), Turn(text="ok"))
+    result = await Agent("g", model=model_for(openai_server), tools=[lookup]).generate("go")
+    assert "unknown tool 'search_web'" in result.tool_results[0].result
+    assert "lookup" in result.tool_results[0].result
+
+
+async def test_max_steps_stops_a_model_that_keeps_calling_tools(openai_server: LLMServer) -> None:
+    openai_server.script(*[Turn(tool_calls=[("lookup", {"term": str(i)})]) for i in range(3)])
+    agent = Agent("g", model=model_for(openai_server), tools=[lookup], max_steps=5)
+    result = await agent.generate("go", max_steps=3)
+    assert len(result.steps) == 3
+    assert result.finish_reason == "tool-calls"
+    assert len(openai_server.requests) == 3
+
+
+async def test_a_500_then_success_is_retried(server: LLMServer) -> None:
+    server.script(Fail(500), Fail(503, headers={"Retry-After": "0"}), Turn(text="recovered"))
+    result = await Agent("g", model=model_for(server)).generate("hi")
+    assert (result.text, result.error) == ("recovered", None)
+    assert len(server.requests) == 3
+
+
+async def test_401_ends_the_run_with_an_error_chunk_naming_provider_and_status(server: LLMServer) -> None:
+    server.script(Fail(401, {"error": {"message": "invalid api key"}}))
+    chunks, result = await collect(Agent("g", model=model_for(server)), "hi")
+    error = next(c for c in chunks if c.type == "error")
+    provider = "openai" if server.url.endswith("/v1") else "anthropic"
+    assert error.payload["error"]["provider"] == provider
+    assert error.payload["error"]["status"] == 401
+    assert "invalid api key" in error.payload["error"]["message"]
+    assert chunks[-1].type == "finish" and chunks[-1].payload["stepResult"]["reason"] == "error"
+    assert result.finish_reason == "error" and result.error is not None and result.error.status == 401
+    assert len(server.requests) == 1
+
+
+async def test_retries_running_out_give_an_error_chunk(openai_server: LLMServer) -> None:
+    openai_server.script(Fail(502), Fail(502), Fail(502))
+    result = await Agent("g", model=model_for(openai_server, max_retries=2)).generate("hi")
+    assert result.error is not None and result.error.status == 502
+    assert "after 3 attempts" in result.error.message
+    assert len(openai_server.requests) == 3
+
+
+async def test_a_model_that_never_answers_times_out(server: LLMServer) -> None:
+    server.script(Stall())
+    agent = Agent("g", model=model_for(server, timeout_s=0.3, max_retries=0))
+    with anyio.fail_after(10):
+        result = await agent.generate("hi")
+    assert result.finish_reason == "error"
+    assert result.error is not None and "no response within 0.3 s" in result.error.message
+
+
+async def test_instructions_may_be_a_callable_of_the_request_context(openai_server: LLMServer) -> None:
+    openai_server.script(Turn(text="hello Ada"))
+    agent = Agent("g", instructions=lambda ctx: f"Greet {ctx['user']} by name.", model=model_for(openai_server))
+    await agent.generate("hi", request_context={"user": "Ada"})
+    assert openai_server.requests[0].body["messages"][0] == {"role": "system", "content": "Greet Ada by name."}
+
+
+async def test_leaving_a_stream_early_cancels_the_run_and_its_tools(openai_server: LLMServer) -> None:
+    started, cancelled = anyio.Event(), anyio.Event()
+
+    @tool
+    async def slow() -> str:
+        """Takes forever."""
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+        return "never"
+
+    openai_server.script(Turn(tool_calls=[("slow", {})]))
+    agent = Agent("g", model=model_for(openai_server), tools=[slow])
+    with anyio.fail_after(10):
+        async with agent.stream("go") as stream:
+            async for part in stream:
+                if part.type == "tool-call":
+                    await started.wait()
+                    break
+        await cancelled.wait()
+    with pytest.raises(RuntimeError, match="left before its end"):
+        await stream.result()
+
+
+async def test_unknown_options_are_refused_by_name(openai_server: LLMServer) -> None:
+    agent = Agent("g", model=model_for(openai_server))
+    with pytest.raises(ValueError, match="max_step"):
+        await agent.generate("hi", max_step=3)
+    with pytest.raises(ValueError, match="max_steps"):
+        Agent("g", default_options={"max_steps": 0})
