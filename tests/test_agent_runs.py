@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -272,3 +276,49 @@ async def test_unknown_options_are_refused_by_name(openai_server: LLMServer) -> 
         await agent.generate("hi", max_step=3)
     with pytest.raises(ValueError, match="max_steps"):
         Agent("g", default_options={"max_steps": 0})
+
+
+RESTART_TURN = """
+import sys
+
+import anyio
+
+from lodestar import Agent, Lodestar, tool
+from lodestar.storage import SQLiteStorage
+
+
+@tool
+def remember(word: str) -> str:
+    \"\"\"Note a word.\"\"\"
+    return f"noted {word}"
+
+
+agent = Agent("keeper", model="openai/gpt-test", tools=[remember])
+Lodestar(agents=[agent], storage=SQLiteStorage(sys.argv[1]))
+result = anyio.run(lambda: agent.generate(sys.argv[2], thread="t1", resource="alice"))
+print(result.text)
+"""
+
+
+def test_a_thread_survives_a_process_restart_with_tool_turns(openai_server: LLMServer, tmp_path: Path) -> None:
+    script, db = tmp_path / "turn.py", tmp_path / "state.db"
+    script.write_text(RESTART_TURN, "utf-8")
+    env = {**os.environ, "OPENAI_BASE_URL": openai_server.url, "OPENAI_API_KEY": "test-key"}
+
+    def turn(message: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(script), str(db), message], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    openai_server.script(Turn(tool_calls=[("remember", {"word": "heron"})]), Turn(text="I noted heron."))
+    assert turn("Remember the word heron.") == "I noted heron."
+    openai_server.script(Turn(text="heron"))
+    assert turn("Which word?") == "heron"
+
+    messages = openai_server.requests[-1].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "user"]
+    assert messages[1]["tool_calls"][0]["function"] == {"name": "remember", "arguments": '{"word": "heron"}'}
+    assert messages[2]["content"] == "noted heron"
+    assert messages[3]["content"] == "I noted heron."
