@@ -28,9 +28,9 @@ def weather(city: str) -> str:
     return f"sunny in {city}"
 
 
-def build_server() -> tuple[MCPServer, list[str]]:
+def build_server(model: str = "sampling") -> tuple[MCPServer, list[str]]:
     server = MCPServer("sampling-test")
-    agent = Agent("helper", instructions="Answer briefly.", model="sampling", tools=[weather])
+    agent = Agent("helper", instructions="Answer briefly.", model=model, tools=[weather])
     finishes: list[str] = []
 
     @server.tool()
@@ -42,7 +42,13 @@ def build_server() -> tuple[MCPServer, list[str]]:
     return server, finishes
 
 
+hints_seen: list[list[str]] = []
+
+
 async def plain_callback(context: object, params: CreateMessageRequestParams) -> CreateMessageResult:
+    assert params.system_prompt == "Answer briefly."
+    prefs = params.model_preferences
+    hints_seen.append([h.name for h in prefs.hints or []] if prefs else [])
     last = params.messages[-1].content
     return CreateMessageResult(
         role="assistant", model="client-model", stop_reason="endTurn", content=TextContent(text=f"echo: {last.text}")
@@ -60,12 +66,15 @@ async def tools_callback(context: object, params: CreateMessageRequestParams) ->
     return CreateMessageResultWithTools(role="assistant", model="m", stop_reason="endTurn", content=[answer])
 
 
-async def test_sampling_answers_with_the_clients_model() -> None:
-    server, finishes = build_server()
+@pytest.mark.parametrize("model", ["sampling", "sampling/claude"])
+async def test_sampling_answers_with_the_clients_model(model: str) -> None:
+    server, finishes = build_server(model)
+    hints_seen.clear()
     async with Client(server, mode="legacy", sampling_callback=plain_callback) as client:
         result = await client.call_tool("ask", {"message": "hello there"})
     assert result.content[0].text == "echo: hello there"
     assert finishes == ["stop"]
+    assert hints_seen == [["claude"] if model == "sampling/claude" else []]
 
 
 async def test_sampling_runs_tool_calls_when_the_client_supports_them() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ..storage.models import StoredMessage, utcnow
 
@@ -44,8 +44,6 @@ Part = Annotated[TextPart | ToolCallPart | ToolResultPart, Field(discriminator="
 
 class Message(BaseModel):
     """One turn. Assistant turns hold text and tool calls; `tool` turns hold tool results."""
-
-    model_config = ConfigDict(validate_assignment=False)
 
     id: str = Field(default_factory=lambda: new_id("msg"))
     role: Role

@@ -10,6 +10,8 @@ from mcp import MCPDeprecationWarning
 from mcp.server.mcpserver import Context
 from mcp.types import (
     CreateMessageResult,
+    ModelHint,
+    ModelPreferences,
     SamplingMessage,
     TextContent,
     Tool,
@@ -38,7 +40,7 @@ class McpSampler:
         self.ctx = ctx
         self.with_tools = with_tools
 
-    async def sample(self, request: ModelRequest) -> SampledTurn:
+    async def sample(self, request: ModelRequest, hint: str | None = None) -> SampledTurn:
         use_tools = self.with_tools and bool(request.tools) and request.tool_choice != "none"
         kwargs: dict[str, Any] = {}
         if use_tools:
@@ -46,6 +48,8 @@ class McpSampler:
                 Tool(name=t.name, description=t.description, input_schema=t.input_schema) for t in request.tools
             ]
             kwargs["tool_choice"] = ToolChoice(mode="required" if request.tool_choice == "required" else "auto")
+        if hint:
+            kwargs["model_preferences"] = ModelPreferences(hints=[ModelHint(name=hint)])
         settings = request.settings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)  # sampling is deprecated in 2026-07-28, not gone

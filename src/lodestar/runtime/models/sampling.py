@@ -38,7 +38,9 @@ class SampledTurn(BaseModel):
 class Sampler(Protocol):
     """Implemented by the MCP layer for one request; the runtime never imports MCP itself."""
 
-    async def sample(self, request: ModelRequest) -> SampledTurn: ...
+    async def sample(self, request: ModelRequest, hint: str | None = None) -> SampledTurn:
+        """`hint` names a preferred model (from `sampling/<hint>`); the client may ignore it."""
+        ...
 
 
 _REASONS = {"endTurn": "stop", "stopSequence": "stop", "maxTokens": "length", "toolUse": "tool-calls"}
@@ -56,7 +58,7 @@ class SamplingModel:
         sampler = context.sampler
         if sampler is None:
             raise ModelError("sampling", NO_SAMPLER)
-        turn = await sampler.sample(request)
+        turn = await sampler.sample(request, self.hint)
         if turn.text:
             yield TextDelta(turn.text)
         for call in turn.tool_calls:
