@@ -182,3 +182,19 @@ async def test_per_call_processors_replace_the_agents(openai_server: LLMServer) 
     agent = Agent("p", model=model_for(openai_server), input_processors=[Guard()])
     result = await agent.generate("my password?", input_processors=[])
     assert result.tripwire is None and result.text == "ok"
+
+
+class Gate(Processor):
+    def process_input_step(self, args: InputStepArgs) -> None:
+        if args.retry_count == 0:
+            args.abort("Think step by step first.", retry=True)
+
+
+async def test_input_step_abort_with_retry_runs_the_step_with_feedback(openai_server: LLMServer) -> None:
+    openai_server.script(Turn(text="thinking... done"))
+    agent = Agent("p", model=model_for(openai_server), input_processors=[Gate()], max_processor_retries=1)
+    result = await agent.generate("solve it")
+    assert result.text == "thinking... done" and result.tripwire is None
+    messages = openai_server.requests[0].body["messages"]
+    assert [m["role"] for m in messages] == ["user", "user"]  # no rejected answer: the model was never called
+    assert "Think step by step first." in messages[1]["content"]

@@ -166,6 +166,7 @@ class Run:
         await self.sink(chunk("step-finish", self.run_id, stepResult={"reason": "retry", "isContinued": True}))
 
     async def _step(self, number: int) -> StepResult:
+        self._text = []
         changes = await self.processors.input_step(
             step_number=number,
             messages=list(self.conversation),
@@ -181,7 +182,6 @@ class Run:
         request = self._request(model, tools, changes.get("tool_choice") or self.tool_choice, changes.get("system"))
         message_id = new_id("msg")
         await self.emit(chunk("step-start", self.run_id, messageId=message_id, request=_describe(model), warnings=[]))
-        self._text = []
         reasoning, calls, finish = await self._call_model(model, request)
         text = "".join(self._text)
         await self.processors.output_step(
