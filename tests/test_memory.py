@@ -112,7 +112,8 @@ async def test_last_messages_limits_history(storage: SQLiteStorage) -> None:
     assert seen(model.requests[-1]) == [("user", "q2"), ("assistant", "ok"), ("user", "q3")]
 
     await agent.generate("q4", thread="t1", last_messages=1)
-    assert seen(model.requests[-1]) == [("user", "q4")]  # a window never starts mid-turn
+    # a window never starts mid-turn; rather than holding no turn at all, it reaches back to the turn's start
+    assert seen(model.requests[-1]) == [("user", "q3"), ("assistant", "ok"), ("user", "q4")]
 
     await agent.generate("q5", thread="t1", last_messages=0)
     assert seen(model.requests[-1]) == [("user", "q5")]
@@ -122,12 +123,13 @@ async def test_last_messages_limits_history(storage: SQLiteStorage) -> None:
     assert len(await storage.list_messages("t1")) == 12  # everything is saved whatever the window
 
 
-async def test_a_window_cut_inside_a_tool_turn_starts_at_the_next_user_message(storage: SQLiteStorage) -> None:
+async def test_a_window_never_starts_inside_a_tool_turn(storage: SQLiteStorage) -> None:
     model = recording([calls(call("lookup", {"term": "x"})), "done"])
     agent = Agent("helper", model=model, tools=[lookup], memory=Memory(storage, last_messages=2))
     await agent.generate("first", thread="t1")  # user, assistant(call), tool, assistant
     await agent.generate("second", thread="t1")
-    assert roles(model.requests[2].messages) == ["user"]  # the first request of the second run
+    # the last 2 messages (tool, assistant) hold no user turn: the window reaches back to the turn's start
+    assert roles(model.requests[2].messages) == ["user", "assistant", "tool", "assistant", "user"]
     agent.memory.last_messages = 6
     await agent.generate("third", thread="t1")
     assert roles(model.requests[4].messages) == ["user", "assistant", "tool", "assistant", "user"]
@@ -144,7 +146,7 @@ async def test_last_messages_from_default_options(storage: SQLiteStorage) -> Non
     agent = Agent("helper", model=model, memory=Memory(storage), default_options={"last_messages": 1})
     await agent.generate("q1", thread="t1")
     await agent.generate("q2", thread="t1")
-    assert seen(model.requests[-1]) == [("user", "q2")]
+    assert seen(model.requests[-1]) == [("user", "q1"), ("assistant", "ok"), ("user", "q2")]
 
 
 def test_memory_refuses_negative_window(storage: SQLiteStorage) -> None:

@@ -450,10 +450,34 @@ def test_retry_delay_follows_retry_after_then_jittered_backoff() -> None:
     assert retry_delay(0, "3", options) == 3.0
     assert 8.0 <= retry_delay(0, in_ten_s, options) <= 10.0
     assert retry_delay(0, long_ago, options) == 0.0
-    assert retry_delay(0, "3600", options) == 30  # capped
+    assert retry_delay(0, "3600", options) == 3600.0  # post_stream refuses waits this long
     for attempt in range(8):
         ceiling = min(30, 0.5 * 2**attempt)
         delays = [retry_delay(attempt, None, options) for _ in range(50)]
         assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
         assert len(set(delays)) > 1  # jittered, so concurrent clients do not retry in lockstep
     assert 0.25 <= retry_delay(0, "soon", options) <= 0.5  # an unreadable Retry-After falls back to backoff
+
+
+async def test_a_retry_after_longer_than_allowed_fails_at_once(openai_server: LLMServer) -> None:
+    openai_server.script(Fail(429, headers={"Retry-After": "3600"}), Turn(text="never reached"))
+    error = await failure(openai_model(openai_server))
+    assert error.status == 429 and "asked to wait 3600 s" in str(error)
+    assert len(openai_server.requests) == 1
+
+
+async def test_a_plain_json_answer_is_explained_not_parsed(openai_server: LLMServer) -> None:
+    openai_server.script(Fail(200, {"choices": [{"message": {"content": "hi"}}]}))
+    error = await failure(openai_model(openai_server))
+    assert "expected a text/event-stream answer" in str(error) and "application/json" in str(error)
+
+
+async def test_a_redirect_names_where_to_point_the_base_url(openai_server: LLMServer) -> None:
+    openai_server.script(Fail(307, {}, headers={"Location": "https://elsewhere.example/v1/chat/completions"}))
+    error = await failure(openai_model(openai_server))
+    assert "redirects to https://elsewhere.example/v1/chat/completions" in str(error)
+
+
+async def test_a_stream_event_that_is_not_an_object_is_a_model_error(openai_server: LLMServer) -> None:
+    openai_server.script(Raw(["42"]))
+    assert "expected a JSON object" in str(await failure(openai_model(openai_server)))

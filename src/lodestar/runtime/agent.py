@@ -7,7 +7,6 @@ import inspect
 import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from .chunks import Chunk
@@ -17,7 +16,7 @@ from .models.base import Model
 from .options import RunOptions
 from .result import RunResult
 from .run import Run
-from .tools import Tool, tool_from_function
+from .tools import Tool, tool_map
 
 if TYPE_CHECKING:
     from ..storage import Storage
@@ -62,7 +61,7 @@ class Agent:
         self.default_options = dict(default_options or {})
         RunOptions.merge(self.default_options, {})  # a typo in default_options fails here, not on the first call
         self.storage: Storage | None = None
-        self.tools = _tools(tools)
+        self.tools = tool_map(tools)
         self.agents = list(agents)
         for sub in self.agents:
             from .subagents import agent_tool
@@ -129,7 +128,7 @@ class Agent:
 
 
 class AgentStream:
-    """An async iterator of one run's chunks; the run starts on first iteration and stops if you stop."""
+    """An async iterator of one run's chunks; the run starts on first iteration and stops when the stream closes."""
 
     def __init__(self, agent: Agent, messages: MessageInput, options: RunOptions, *, buffer: int = 256) -> None:
         self._run = Run(agent, messages, options)
@@ -137,6 +136,7 @@ class AgentStream:
         self._started = False
         self._chunks: AsyncGenerator[Chunk, None] | None = None
         self._result: RunResult | None = None
+        self._error: Exception | None = None
 
     @property
     def run_id(self) -> str:
@@ -156,7 +156,8 @@ class AgentStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the run now if it is still going (leaving an `async for` early does not, by itself)."""
+        """Stop the run now if it is still going. Leaving an `async for` early does not stop it by itself:
+        the run goes on until the stream is closed or collected, so prefer `async with`."""
         if self._chunks is not None:
             await self._chunks.aclose()
 
@@ -167,27 +168,40 @@ class AgentStream:
         try:
             while (item := await queue.get()) is not _END:
                 yield item
-            self._result = await task
+            try:
+                self._result = await task
+            except Exception as exc:
+                self._error = exc
+                raise
         finally:
             if not task.done():
                 task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task})  # never swallows the consumer's own cancellation
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the consumer has seen it, or has gone
 
     async def _produce(self, queue: asyncio.Queue[Any]) -> RunResult:
+        """Runs the agent; the end marker goes in only when the run ended by itself (a cancelled run has
+        no reader left, and waiting to put into a full queue would never end)."""
         try:
-            return await self._run.execute()
-        finally:
+            result = await self._run.execute()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
             await queue.put(_END)
+            raise
+        await queue.put(_END)
+        return result
 
     async def result(self) -> RunResult:
-        """The run's result, reading whatever of the stream is left."""
+        """The run's result, reading whatever of the stream is left; re-raises what ended the run."""
+        if self._error is not None:
+            raise self._error
         if self._result is None:
-            if not self._started:
-                async for _ in self:
-                    pass
-            else:
+            if self._started:
                 raise RuntimeError("the stream was left before its end: iterate it to the end first")
+            async for _ in self:
+                pass
         assert self._result is not None
         return self._result
 
@@ -200,14 +214,3 @@ class AgentStream:
                 f"stream.{name} is known once the stream has ended: iterate it, or await stream.result()"
             )
         return getattr(self._result, name)
-
-
-def _tools(tools: Sequence[Tool | Callable[..., Any]] | Mapping[str, Tool | Callable[..., Any]]) -> dict[str, Tool]:
-    items = tools.values() if isinstance(tools, Mapping) else tools
-    built: dict[str, Tool] = {}
-    for item in items:
-        made = item if isinstance(item, Tool) else tool_from_function(item)
-        if made.name in built:
-            raise ValueError(f"two tools are named {made.name!r}: tool names must be unique within an agent")
-        built[made.name] = made
-    return built

@@ -31,7 +31,6 @@ RUN_CHUNKS = frozenset(
         "step-finish",
         "finish",
         "error",
-        "abort",
         "tripwire",
     }
 )
@@ -41,7 +40,7 @@ BACKGROUND_CHUNKS = frozenset(
 )
 CHUNK_TYPES = RUN_CHUNKS | BACKGROUND_CHUNKS
 # Chunks that mark the run's own lifecycle; output processors never see or drop them.
-LIFECYCLE = frozenset({"start", "step-start", "step-finish", "finish", "error", "abort", "tripwire"})
+LIFECYCLE = frozenset({"start", "step-start", "step-finish", "finish", "error", "tripwire"})
 
 
 class Chunk(BaseModel):
@@ -64,3 +63,7 @@ class Chunk(BaseModel):
 def chunk(type_: str, run_id: str, **payload: Any) -> Chunk:
     """Build a chunk the runtime itself emits, skipping validation (the type is one of ours)."""
     return Chunk.model_construct(type=type_, run_id=run_id, payload=payload)
+
+
+async def discard(_: Chunk) -> None:
+    """A sink for chunks nobody reads."""

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .chunks import Chunk, chunk
+from .chunks import Chunk, chunk, discard
 
 Emit = Callable[[Chunk], Awaitable[None]]
 
@@ -30,10 +30,6 @@ class ToolWriter:
         await ctx.emit(chunk(type_, ctx.run_id, data=data, toolCallId=ctx.tool_call_id, toolName=ctx.tool_name))
 
 
-async def _discard(_: Chunk) -> None:
-    return None
-
-
 class ToolContext:
     """Handed to a tool that declares a parameter annotated `ToolContext`."""
 
@@ -47,7 +43,7 @@ class ToolContext:
         thread_id: str | None = None,
         resource_id: str | None = None,
         request_context: Mapping[str, Any] | None = None,
-        emit: Emit = _discard,
+        emit: Emit = discard,
         sampler: Any = None,
     ) -> None:
         self.run_id = run_id

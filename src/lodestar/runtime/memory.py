@@ -46,22 +46,26 @@ class Memory:
         thread_id = fields["id"] if "id" in fields else new_id("thread")
         if not isinstance(thread_id, str) or not thread_id.strip():
             raise ThreadError(f"thread id must be a non-empty string, got {thread_id!r}")
-        existing = await self.storage.get_thread(thread_id)
-        if existing is not None:
-            if resource_id is not None and existing.resource_id not in (None, resource_id):
-                raise ThreadError(
-                    f"thread {thread_id!r} belongs to resource {existing.resource_id!r}, not {resource_id!r}"
-                )
-            return existing
-        title = fields.get("title") or _title(first_text)
-        created = Thread(id=thread_id, resource_id=resource_id, title=title, metadata=dict(fields.get("metadata", {})))
-        return await self.storage.save_thread(created)
+        stored = await self.storage.get_thread(thread_id)
+        if stored is None:
+            title = fields.get("title") or _title(first_text)
+            metadata = dict(fields.get("metadata", {}))
+            new = Thread(id=thread_id, resource_id=resource_id, title=title, metadata=metadata)
+            stored = await self.storage.create_thread(new)  # another run may have created it meanwhile
+        if resource_id is not None and stored.resource_id not in (None, resource_id):
+            raise ThreadError(f"thread {thread_id!r} belongs to resource {stored.resource_id!r}, not {resource_id!r}")
+        return stored
 
     async def history(self, thread_id: str, last: int | None = None) -> list[Message]:
         count = self.last_messages if last is None else last
         if count == 0:
             return []
         messages = [from_stored(m) for m in await self.storage.list_messages(thread_id, last=count)]
+        if len(messages) == count and not any(m.role == "user" for m in messages):
+            # one long tool loop filled the window: reach back to that turn's user message
+            messages = [from_stored(m) for m in await self.storage.list_messages(thread_id)]
+            last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=len(messages))
+            return messages[last_user:]
         return _from_first_user_turn(messages)
 
     async def save(self, thread_id: str, messages: list[Message]) -> None:

@@ -116,7 +116,7 @@ class InputResult(BaseModel):
 class StepOverrides(BaseModel):
     """What `process_input_step` may change for one step; unset fields stay as they were."""
 
-    model_config = {"arbitrary_types_allowed": True}
+    model_config = {"arbitrary_types_allowed": True, "extra": "forbid"}
 
     model: Any = None
     tools: Any = None
@@ -150,14 +150,14 @@ class ProcessorRunner:
     agent_id: str
     request_context: Mapping[str, Any]
     retry_count: int = 0
-    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    states: dict[int, dict[str, Any]] = field(default_factory=dict)  # per processor instance
 
     def __post_init__(self) -> None:
         self.stream_hooks = [p for p in self.outputs if hasattr(p, "process_output_stream")]
 
     def _base(self, processor: Any) -> dict[str, Any]:
         return {
-            "state": self.states.setdefault(_id(processor), {}),
+            "state": self.states.setdefault(id(processor), {}),
             "retry_count": self.retry_count,
             "request_context": self.request_context,
             "run_id": self.run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic_core import to_jsonable_python
 
-from .chunks import Chunk, chunk
+from .chunks import Chunk, chunk, discard
 from .context import ToolContext
 from .memory import Memory
 from .messages import Message, TextPart, ToolCallPart, ToolResultPart, new_id, text_message, to_messages
@@ -32,17 +33,13 @@ from .options import RunOptions
 from .processors import ProcessorRunner, TripWire
 from .result import RunError, RunResult, StepResult, ToolCallRecord, ToolResultRecord
 from .structured import StructuredOutput, StructuredOutputError
-from .tools import Tool, ToolArgumentsError
+from .tools import Tool, ToolArgumentsError, tool_map
 
 if TYPE_CHECKING:
     from .agent import Agent
 
 logger = logging.getLogger("lodestar.runtime")
 Sink = Callable[[Chunk], Awaitable[None]]
-
-
-async def discard(_: Chunk) -> None:
-    return None
 
 
 @dataclass(slots=True)
@@ -85,6 +82,7 @@ class Run:
         self.conversation: list[Message] = []
         self.new_messages: list[Message] = []
         self._text: list[str] = []
+        self._reasoning: list[str] = []
 
     async def emit(self, part: Chunk) -> None:
         if self.processors.stream_hooks:
@@ -94,6 +92,8 @@ class Run:
             part = processed
         if part.type == "text-delta":
             self._text.append(part.payload.get("text", ""))
+        elif part.type == "reasoning-delta":
+            self._reasoning.append(part.payload.get("text", ""))
         await self.sink(part)
 
     async def execute(self) -> RunResult:
@@ -114,9 +114,8 @@ class Run:
             await self._fail(exc)
         finally:
             self.result.messages = self.new_messages
-            if save:
-                with anyio.CancelScope(shield=True):
-                    await self._save()
+            if save:  # a cancelled run still keeps its finished steps: the save runs to its end regardless
+                await asyncio.shield(asyncio.ensure_future(self._save()))
         await self.sink(chunk("finish", self.run_id, **self._finish_payload()))
         return self.result
 
@@ -138,7 +137,8 @@ class Run:
         messages, self.system = await self.processors.input(history + self.input, system or None)
         known = {m.id for m in history}
         self.conversation = list(messages)
-        self.new_messages = [m for m in messages if m.id not in known]
+        # Saved: the (processed) input. System messages a processor adds are per-run context, not history.
+        self.new_messages = [m for m in messages if m.id not in known and m.role != "system"]
 
     async def _loop(self) -> None:
         step_number = 0
@@ -166,7 +166,7 @@ class Run:
         await self.sink(chunk("step-finish", self.run_id, stepResult={"reason": "retry", "isContinued": True}))
 
     async def _step(self, number: int) -> StepResult:
-        self._text = []
+        self._text, self._reasoning = [], []
         changes = await self.processors.input_step(
             step_number=number,
             messages=list(self.conversation),
@@ -176,14 +176,15 @@ class Run:
             tool_choice=self.tool_choice,
         )
         model = resolve_model(changes["model"]) if changes.get("model") else self.model
-        tools = _tool_map(changes["tools"]) if "tools" in changes else self.tools
+        tools = tool_map(changes["tools"]) if "tools" in changes else self.tools
         if "messages" in changes:
             self.conversation = list(changes["messages"])
         request = self._request(model, tools, changes.get("tool_choice") or self.tool_choice, changes.get("system"))
         message_id = new_id("msg")
         await self.emit(chunk("step-start", self.run_id, messageId=message_id, request=_describe(model), warnings=[]))
-        reasoning, calls, finish = await self._call_model(model, request)
-        text = "".join(self._text)
+        calls, finish = await self._call_model(model, request)
+        self.result.usage += finish.usage  # billed even if a processor rejects the answer
+        text, reasoning = "".join(self._text), "".join(self._reasoning)
         await self.processors.output_step(
             step_number=number,
             text=text,
@@ -206,7 +207,6 @@ class Run:
             usage=finish.usage,
         )
         self.result.steps.append(step)
-        self.result.usage += finish.usage
         self.result.text, self.result.finish_reason = text, finish.reason
         await self.emit(chunk("step-finish", self.run_id, **_step_payload(step, message_id, finish, model)))
         return step
@@ -230,61 +230,70 @@ class Run:
             settings=self.settings,
         )
 
-    async def _call_model(self, model: Model, request: ModelRequest) -> tuple[str, list[PendingCall], Finish]:
+    async def _call_model(self, model: Model, request: ModelRequest) -> tuple[list[PendingCall], Finish]:
         text_id = reasoning_id = None
-        reasoning: list[str] = []
         calls: dict[str, PendingCall] = {}
         finish = Finish("stop")
         context = CallContext(run_id=self.run_id, sampler=self.options.sampler)
         run_id, emit = self.run_id, self.emit
-        async for event in model.stream(request, context):
-            if isinstance(event, TextDelta):
-                if text_id is None:
-                    text_id = new_id("text")
-                    await emit(chunk("text-start", run_id, id=text_id))
-                await emit(chunk("text-delta", run_id, id=text_id, text=event.text))
-            elif isinstance(event, ToolCallDelta):
-                call = calls[event.id]
-                call.args_text.append(event.args_text)
-                await emit(
-                    chunk(
-                        "tool-call-delta", run_id, toolCallId=call.id, toolName=call.name, argsTextDelta=event.args_text
-                    )
-                )
-            elif isinstance(event, ToolCallStart):
-                calls[event.id] = PendingCall(event.id, event.name)
-                await emit(chunk("tool-call-input-streaming-start", run_id, toolCallId=event.id, toolName=event.name))
-            elif isinstance(event, ReasoningDelta):
-                if reasoning_id is None:
-                    reasoning_id = new_id("reasoning")
-                    await emit(chunk("reasoning-start", run_id, id=reasoning_id))
-                reasoning.append(event.text)
-                await emit(chunk("reasoning-delta", run_id, id=reasoning_id, text=event.text))
-            elif isinstance(event, Finish):
-                finish = event
-        if reasoning_id:
-            await emit(chunk("reasoning-end", run_id, id=reasoning_id))
-        if text_id:
-            await emit(chunk("text-end", run_id, id=text_id))
+        try:
+            async for event in model.stream(request, context):
+                if isinstance(event, TextDelta):
+                    if text_id is None:
+                        text_id = new_id("text")
+                        await emit(chunk("text-start", run_id, id=text_id))
+                    await emit(chunk("text-delta", run_id, id=text_id, text=event.text))
+                elif isinstance(event, ToolCallDelta):
+                    call = calls[event.id]
+                    call.args_text.append(event.args_text)
+                    delta = {"toolCallId": call.id, "toolName": call.name, "argsTextDelta": event.args_text}
+                    await emit(chunk("tool-call-delta", run_id, **delta))
+                elif isinstance(event, ToolCallStart):
+                    calls[event.id] = PendingCall(event.id, event.name)
+                    start = {"toolCallId": event.id, "toolName": event.name}
+                    await emit(chunk("tool-call-input-streaming-start", run_id, **start))
+                elif isinstance(event, ReasoningDelta):
+                    if reasoning_id is None:
+                        reasoning_id = new_id("reasoning")
+                        await emit(chunk("reasoning-start", run_id, id=reasoning_id))
+                    await emit(chunk("reasoning-delta", run_id, id=reasoning_id, text=event.text))
+                elif isinstance(event, Finish):
+                    finish = event
+        except ModelError:  # a block opened before the failure still gets its *-end chunk
+            await self._end_blocks(reasoning_id, text_id)
+            raise
+        await self._end_blocks(reasoning_id, text_id)
         for call in calls.values():
             _parse_args(call)
             await emit(chunk("tool-call-input-streaming-end", run_id, toolCallId=call.id))
             await emit(chunk("tool-call", run_id, toolCallId=call.id, toolName=call.name, args=call.args))
-        return "".join(reasoning), list(calls.values()), finish
+        return list(calls.values()), finish
+
+    async def _end_blocks(self, reasoning_id: str | None, text_id: str | None) -> None:
+        if reasoning_id:
+            await self.emit(chunk("reasoning-end", self.run_id, id=reasoning_id))
+        if text_id:
+            await self.emit(chunk("text-end", self.run_id, id=text_id))
 
     async def _run_tools(self, calls: list[PendingCall], tools: dict[str, Tool]) -> list[ToolResultPart]:
         """Every call of a step runs at once; results keep the order of the calls."""
+        if len(calls) == 1:
+            return [await self._run_tool(calls[0], tools.get(calls[0].name), tools)]
         results: list[ToolResultPart | None] = [None] * len(calls)
+        fatal: list[BaseException] = []  # a tripwire or model error ends the step: the first one wins
 
         async def run_one(index: int, call: PendingCall) -> None:
-            results[index] = await self._run_tool(call, tools.get(call.name), tools)
+            try:
+                results[index] = await self._run_tool(call, tools.get(call.name), tools)
+            except (TripWire, ModelError) as exc:
+                fatal.append(exc)
+                group.cancel_scope.cancel()
 
-        if len(calls) == 1:
-            await run_one(0, calls[0])
-        else:
-            async with anyio.create_task_group() as group:
-                for index, call in enumerate(calls):
-                    group.start_soon(run_one, index, call)
+        async with anyio.create_task_group() as group:
+            for index, call in enumerate(calls):
+                group.start_soon(run_one, index, call)
+        if fatal:
+            raise fatal[0]
         return [r for r in results if r is not None]
 
     async def _run_tool(self, call: PendingCall, tool: Tool | None, tools: dict[str, Tool]) -> ToolResultPart:
@@ -324,8 +333,13 @@ class Run:
         )
 
     async def _parse_structured(self) -> None:
-        if self.structured is None or self.result.finish_reason == "tool-calls":
+        if self.structured is None:
             return
+        if self.result.steps and self.result.steps[-1].tool_calls:
+            raise StructuredOutputError(
+                f"the run stopped after {len(self.result.steps)} steps while still calling tools, so there is no "
+                f"final answer to parse into {self.structured.name}; raise max_steps"
+            )
         self.result.object = self.structured.parse(self.result.text)
         await self.emit(chunk("object-result", self.run_id, object=_jsonable(self.result.object)))
 
@@ -369,12 +383,6 @@ class Run:
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
-
-
-def _tool_map(tools: Any) -> dict[str, Tool]:
-    if isinstance(tools, dict):
-        return dict(tools)
-    return {t.name: t for t in tools}
 
 
 def _parse_args(call: PendingCall) -> None:

@@ -31,8 +31,9 @@ def agent_tool(sub: Agent) -> Tool:
             request_context=ctx.request_context,
             sampler=ctx.sampler,
         )
-        async for part in stream:
-            await ctx.writer.write(part.model_dump())
+        async with stream:  # a cancelled supervisor stops its subagent too
+            async for part in stream:
+                await ctx.writer.write(part.model_dump())
         result = await stream.result()
         if result.error is not None:
             raise DelegationError(result.error.message)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, get_args, get_origin, get_type_hints, overload
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
+from .._loops import PerLoop
 from .context import ToolContext
 from .models.base import ToolSpec
 
@@ -47,7 +48,7 @@ class Tool:
         self.args_model = args_model
         self.context_param = context_param
         self.background = dict(background) if background else None
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_async = inspect.iscoroutinefunction(inspect.unwrap(fn))
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
@@ -76,10 +77,14 @@ class Tool:
             result = await self.fn(**kwargs)
         else:
             try:
-                result = await anyio.to_thread.run_sync(lambda: self.fn(**kwargs), abandon_on_cancel=True)
+                result = await anyio.to_thread.run_sync(
+                    lambda: self.fn(**kwargs), abandon_on_cancel=True, limiter=_tool_threads.get_current()
+                )
             except anyio.get_cancelled_exc_class():
                 context.cancel()
                 raise
+            if inspect.isawaitable(result):  # an async function behind a plain wrapper
+                result = await result
         return to_jsonable_python(result, fallback=str)
 
 
@@ -105,6 +110,20 @@ def tool(
         return tool_from_function(function, name=name, description=description, background=background)
 
     return build(fn) if fn is not None else build
+
+
+def tool_map(tools: Sequence[Tool | Callable[..., Any]] | Mapping[str, Tool | Callable[..., Any]]) -> dict[str, Tool]:
+    """Tools from a list, or from a mapping whose keys name them."""
+    named = tools.items() if isinstance(tools, Mapping) else ((None, item) for item in tools)
+    built: dict[str, Tool] = {}
+    for name, item in named:
+        made = item if isinstance(item, Tool) else tool_from_function(item, name=name)
+        if name is not None and made.name != name:
+            raise ValueError(f"tool {made.name!r} is listed under the name {name!r}: use the same name for both")
+        if made.name in built:
+            raise ValueError(f"two tools are named {made.name!r}: tool names must be unique within an agent")
+        built[made.name] = made
+    return built
 
 
 def tool_from_function(
@@ -148,9 +167,17 @@ def _is_context(annotation: Any) -> bool:
 
 
 def _output_schema(annotation: Any) -> dict[str, Any] | None:
+    """Informative only: a return type pydantic cannot describe gets no schema rather than an error."""
     if annotation in (inspect.Signature.empty, None, type(None), Any):
         return None
-    return _clean_schema(TypeAdapter(annotation).json_schema())
+    try:
+        return _clean_schema(TypeAdapter(annotation).json_schema())
+    except Exception:
+        return None
+
+
+# Sync tools get their own thread budget, so a crowd of blocking tools never starves storage's threads.
+_tool_threads = PerLoop(lambda: anyio.CapacityLimiter(64))
 
 
 def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:

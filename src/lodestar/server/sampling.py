@@ -34,7 +34,8 @@ def sampler_for(ctx: Context[Any, Any]) -> McpSampler | None:
 
 
 class McpSampler:
-    """One MCP request's sampler. Without the client's `sampling.tools`, tools become plain text."""
+    """One MCP request's sampler. Without the client's `sampling.tools` the model gets no tools, and earlier
+    tool calls and results in the conversation are shown to it as text."""
 
     def __init__(self, ctx: Context[Any, Any], *, with_tools: bool) -> None:
         self.ctx = ctx
@@ -47,7 +48,8 @@ class McpSampler:
             kwargs["tools"] = [
                 Tool(name=t.name, description=t.description, input_schema=t.input_schema) for t in request.tools
             ]
-            kwargs["tool_choice"] = ToolChoice(mode="required" if request.tool_choice == "required" else "auto")
+            # MCP cannot force one named tool: "required" is the nearest
+            kwargs["tool_choice"] = ToolChoice(mode="auto" if request.tool_choice == "auto" else "required")
         if hint:
             kwargs["model_preferences"] = ModelPreferences(hints=[ModelHint(name=hint)])
         settings = request.settings

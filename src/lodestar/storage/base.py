@@ -11,6 +11,10 @@ from .models import StoredMessage, Thread
 class Storage(Protocol):
     async def get_thread(self, thread_id: str) -> Thread | None: ...
 
+    async def create_thread(self, thread: Thread) -> Thread:
+        """Insert unless the id exists, atomically; returns the stored thread either way."""
+        ...
+
     async def save_thread(self, thread: Thread) -> Thread:
         """Insert or update; returns the stored thread."""
         ...

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from .._loops import PerLoop
 from .models import StoredMessage, Thread, utcnow
 
 T = TypeVar("T")
@@ -27,11 +28,12 @@ CREATE TABLE IF NOT EXISTS threads (
 CREATE INDEX IF NOT EXISTS threads_by_resource ON threads(resource_id, updated_at);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     thread_id TEXT NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
     role TEXT NOT NULL,
     content TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    UNIQUE (thread_id, id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_thread ON messages(thread_id, seq);
 """
@@ -41,13 +43,15 @@ class SQLiteStorage:
     """Threads and messages in one SQLite file (`:memory:` for a throwaway store).
 
     The file is opened on first use, so building an app does no I/O. Calls run in a worker thread
-    to keep fsyncs off the event loop; one lock serialises them on the single connection.
+    to keep fsyncs off the event loop, one at a time on the single connection, under a thread budget
+    of their own so busy tools cannot starve them.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._threads = PerLoop(lambda: anyio.CapacityLimiter(1))
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self.path!r})"
@@ -76,28 +80,33 @@ class SQLiteStorage:
                     self._conn = self._connect()
                 return work(self._conn)
 
-        return await anyio.to_thread.run_sync(locked)
+        return await anyio.to_thread.run_sync(locked, limiter=self._threads.get_current())
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         row = await self._run(lambda c: c.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone())
         return _thread(row) if row else None
 
+    async def create_thread(self, thread: Thread) -> Thread:
+        """Insert unless the id exists; either way return the stored thread, so two creators agree on its owner."""
+
+        def create(conn: sqlite3.Connection) -> tuple[Any, ...]:
+            conn.execute("INSERT INTO threads VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING", _row(thread))
+            return conn.execute("SELECT * FROM threads WHERE id = ?", (thread.id,)).fetchone()
+
+        return _thread(await self._run(create))
+
     async def save_thread(self, thread: Thread) -> Thread:
-        values = (
-            thread.id,
-            thread.resource_id,
-            thread.title,
-            json.dumps(thread.metadata),
-            thread.created_at.isoformat(),
-            thread.updated_at.isoformat(),
-        )
         sql = (
             "INSERT INTO threads VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
             "resource_id = excluded.resource_id, title = excluded.title, metadata = excluded.metadata, "
             "updated_at = excluded.updated_at"
         )
-        await self._run(lambda c: c.execute(sql, values))
-        return thread
+
+        def save(conn: sqlite3.Connection) -> tuple[Any, ...]:
+            conn.execute(sql, _row(thread))
+            return conn.execute("SELECT * FROM threads WHERE id = ?", (thread.id,)).fetchone()
+
+        return _thread(await self._run(save))
 
     async def list_threads(self, resource_id: str | None = None, *, limit: int = 50, offset: int = 0) -> list[Thread]:
         where, params = ("WHERE resource_id = ?", [resource_id]) if resource_id is not None else ("", [])
@@ -118,7 +127,7 @@ class SQLiteStorage:
                 conn.execute("BEGIN")
                 conn.executemany(
                     "INSERT INTO messages (id, thread_id, role, content, created_at) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO NOTHING",
+                    "ON CONFLICT(thread_id, id) DO NOTHING",
                     rows,
                 )
                 conn.execute("UPDATE threads SET updated_at = ? WHERE id = ?", (now, thread_id))
@@ -139,6 +148,17 @@ class SQLiteStorage:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _row(thread: Thread) -> tuple[Any, ...]:
+    return (
+        thread.id,
+        thread.resource_id,
+        thread.title,
+        json.dumps(thread.metadata),
+        thread.created_at.isoformat(),
+        thread.updated_at.isoformat(),
+    )
 
 
 def _thread(row: tuple[Any, ...]) -> Thread:

@@ -79,8 +79,6 @@ class Finish:
 
 ModelEvent = TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Finish
 
-FINISH_REASONS = {"stop", "length", "tool-calls", "content-filter", "error", "other"}
-
 
 class ModelError(Exception):
     """A provider call failed for good: names the provider, the HTTP status when there was one, and what to do."""

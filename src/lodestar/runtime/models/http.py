@@ -8,7 +8,6 @@ import json
 import os
 import random
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,12 +16,19 @@ from typing import Any, ClassVar, Protocol
 import anyio
 import httpx
 
+from ..._loops import PerLoop
 from ..usage import Usage
 from .base import Finish, ModelError, ModelEvent
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 RETRY_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "server_error", "rate_limit_error"})
-TRANSIENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+TRANSIENT_ERRORS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,27 +42,31 @@ class HttpOptions:
     max_retries: int = 2
     backoff_s: float = 0.5
     max_backoff_s: float = 30.0
+    max_retry_after_s: float = 120.0  # a server asking for a longer wait gets an error instead
     auth_hint: str = ""
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+def _new_client() -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    return httpx.AsyncClient(limits=limits, timeout=None)
+
+
+_clients = PerLoop(_new_client)
 
 
 def shared_client() -> httpx.AsyncClient:
     """A client per event loop, so connections are reused but never cross loops."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        client = _clients[loop] = httpx.AsyncClient(limits=limits, timeout=None)
+    client = _clients.get_current()
+    if client.is_closed:
+        client = _clients[asyncio.get_running_loop()] = _new_client()
     return client
 
 
 def retry_delay(attempt: int, retry_after: str | None, options: HttpOptions) -> float:
-    """Exponential backoff with full jitter, unless the server said how long to wait."""
+    """The server's Retry-After when it gave one, else exponential backoff with equal jitter."""
     told = _parse_retry_after(retry_after)
     if told is not None:
-        return min(told, options.max_backoff_s)
+        return told
     ceiling = min(options.max_backoff_s, options.backoff_s * 2**attempt)
     return random.uniform(ceiling / 2, ceiling)
 
@@ -75,8 +85,20 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _is_event_stream(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
 def status_error(options: HttpOptions, response: httpx.Response) -> ModelError:
+    """A refused call (4xx, 5xx), a redirect, or a 2xx that is not a stream, explained."""
     status = response.status_code
+    if response.is_redirect:
+        where = response.headers.get("location", "elsewhere")
+        return ModelError(options.provider, f"{response.request.url} redirects to {where}: use that as the base URL")
+    if response.is_success:
+        kind = response.headers.get("content-type", "no content type")
+        detail = f"expected a text/event-stream answer from {response.request.url}, got {kind}"
+        return ModelError(options.provider, f"{detail}: {response.text.strip()[:200]!r}; does the server stream?")
     reason = f"HTTP {status} {response.reason_phrase}".rstrip()
     detail = _error_detail(response)
     message = f"{reason} from {response.request.url}" + (f": {detail}" if detail else "")
@@ -127,20 +149,29 @@ async def post_stream(options: HttpOptions, path: str, body: dict[str, Any]) -> 
         except (httpx.TimeoutException, *TRANSIENT_ERRORS) as exc:
             error, delay = _transport_error(options, exc), None
         else:
-            if response.status_code < 400:
+            if response.is_success and _is_event_stream(response):
                 try:
                     yield response
                 finally:
                     await response.aclose()
                 return
-            await response.aread()
-            await response.aclose()
-            error, delay = status_error(options, response), response.headers.get("retry-after")
-        if not error.retryable or attempt >= options.max_retries:
+            try:
+                await response.aread()
+            except (httpx.TimeoutException, *TRANSIENT_ERRORS) as exc:
+                error, delay = _transport_error(options, exc), None
+            else:
+                error, delay = status_error(options, response), response.headers.get("retry-after")
+            finally:
+                await response.aclose()
+        wait = retry_delay(attempt, delay, options)
+        too_long = wait > options.max_retry_after_s
+        if not error.retryable or attempt >= options.max_retries or too_long:
             if attempt:
                 error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
+            if too_long and error.retryable:
+                error.args = (f"{error.args[0]}; the server asked to wait {wait:.0f} s before retrying",)
             raise error
-        await anyio.sleep(retry_delay(attempt, delay, options))
+        await anyio.sleep(wait)
         attempt += 1
 
 
@@ -163,11 +194,15 @@ async def sse_events(options: HttpOptions, response: httpx.Response) -> AsyncIte
         raise _transport_error(options, exc) from exc
 
 
-def parse_json(options: HttpOptions, data: str) -> Any:
+def parse_json(options: HttpOptions, data: str) -> dict[str, Any]:
+    """One stream event: always a JSON object, or the stream is not what the provider should send."""
     try:
-        return json.loads(data)
+        event = json.loads(data)
     except json.JSONDecodeError as exc:
         raise ModelError(options.provider, f"malformed stream event {data[:120]!r}: {exc}") from exc
+    if not isinstance(event, dict):
+        raise ModelError(options.provider, f"malformed stream event {data[:120]!r}: expected a JSON object")
+    return event
 
 
 def stream_error(options: HttpOptions, error: Any) -> ModelError:

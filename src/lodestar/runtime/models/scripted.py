@@ -12,7 +12,17 @@ from pydantic import BaseModel, Field
 
 from ..messages import new_id
 from ..usage import Usage
-from .base import CallContext, Finish, ModelError, ModelEvent, ModelRequest, TextDelta, ToolCallDelta, ToolCallStart
+from .base import (
+    CallContext,
+    Finish,
+    ModelError,
+    ModelEvent,
+    ModelRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+)
 
 
 class ScriptedCall(BaseModel):
@@ -67,6 +77,8 @@ class ScriptedModel:
         turn = await self._turn(request)
         if turn.delay_s:
             await anyio.sleep(turn.delay_s)
+        if turn.reasoning:
+            yield ReasoningDelta(turn.reasoning)
         for piece in _pieces(turn.text):
             yield TextDelta(piece)
         for tool_call in turn.tool_calls:
