@@ -198,3 +198,16 @@ async def test_input_step_abort_with_retry_runs_the_step_with_feedback(openai_se
     messages = openai_server.requests[0].body["messages"]
     assert [m["role"] for m in messages] == ["user", "user"]  # no rejected answer: the model was never called
     assert "Think step by step first." in messages[1]["content"]
+
+
+def test_processor_ids_are_kebab_case_class_names() -> None:
+    class PIIFilter(Processor):
+        pass
+
+    class QualityChecker(Processor):
+        pass
+
+    class Named(Processor):
+        id = "custom"
+
+    assert (PIIFilter.id, QualityChecker.id, Named.id) == ("pii-filter", "quality-checker", "custom")

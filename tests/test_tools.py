@@ -516,3 +516,20 @@ async def test_uncancelled_context_stays_clear() -> None:
     assert not ctx.cancelled
     ctx.cancel()
     assert ctx.cancelled
+
+
+def test_annotated_field_descriptions_are_kept_unless_the_docstring_gives_one() -> None:
+    @tool
+    def pick(
+        a: Annotated[int, Field(ge=1, description="from Field")], b: Annotated[int, Field(description="x")] = 2
+    ) -> int:
+        """Pick.
+
+        Args:
+            b: from the docstring
+        """
+        return a + b
+
+    props = pick.input_schema["properties"]
+    assert props["a"] == {"description": "from Field", "minimum": 1, "type": "integer"}
+    assert props["b"]["description"] == "from the docstring"

@@ -16,6 +16,7 @@ and retries left, the step runs again with the reason shown to the model as feed
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -53,7 +54,7 @@ class Processor:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("id"):
-            cls.id = "".join(f"-{c.lower()}" if c.isupper() else c for c in cls.__name__).lstrip("-")
+            cls.id = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", cls.__name__).lower()
 
 
 @dataclass(kw_only=True)
