@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from ..messages import Message, Part, TextPart, ToolCallPart, result_text
 from ..usage import Usage
 from .base import (
-    CallContext,
     ModelEvent,
     ModelRequest,
     ReasoningDelta,
@@ -17,7 +15,7 @@ from .base import (
     ToolCallStart,
     ToolChoice,
 )
-from .http import HttpOptions, env_setting, parse_json, require_api_key, stream_error, stream_model
+from .http import HttpModel, HttpOptions, parse_json, stream_error
 
 DEFAULT_URL = "https://api.anthropic.com"
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -26,42 +24,21 @@ DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens; this fits every curren
 INPUT_USAGE_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
-class AnthropicModel:
+class AnthropicModel(HttpModel):
     """A Claude model. No native JSON-schema output: the agent loop asks for JSON in the prompt instead."""
 
+    provider_name = "anthropic"
+    key_env = KEY_ENV
+    url_env = "ANTHROPIC_BASE_URL"
+    default_url = DEFAULT_URL
+    path = "/v1/messages"
     supports_json_schema = False
 
-    def __init__(
-        self,
-        model_id: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        provider: str = "anthropic",
-        timeout_s: float = 120.0,
-        max_retries: int = 2,
-        backoff_s: float = 0.5,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.model_id = model_id
-        self.provider = provider
-        self._api_key = env_setting(api_key, KEY_ENV)
-        auth = {"x-api-key": self._api_key} if self._api_key else {}
-        self.options = HttpOptions(
-            provider=provider,
-            base_url=env_setting(base_url, "ANTHROPIC_BASE_URL", DEFAULT_URL),
-            headers={"anthropic-version": API_VERSION} | auth | (headers or {}),
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            auth_hint=f"Check {KEY_ENV}: export {KEY_ENV}=<a valid key for this base URL>",
-        )
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"anthropic-version": API_VERSION} | ({"x-api-key": api_key} if api_key else {})
 
-    async def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]:
-        require_api_key(self.options, self._api_key, KEY_ENV, DEFAULT_URL)
-        reader = MessageReader(self.options)
-        async for event in stream_model(self.options, "/v1/messages", self.body(request), reader):
-            yield event
+    def reader(self) -> MessageReader:
+        return MessageReader(self.options)
 
     def body(self, request: ModelRequest) -> dict[str, Any]:
         """The JSON body for one streamed call. `response_format` is left to the agent loop's prompt."""

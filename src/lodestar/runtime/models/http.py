@@ -18,7 +18,7 @@ import httpx
 
 from ..._loops import PerLoop
 from ..usage import Usage
-from .base import Finish, ModelError, ModelEvent
+from .base import CallContext, Finish, ModelError, ModelEvent, ModelRequest
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 RETRY_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "server_error", "rate_limit_error"})
@@ -250,3 +250,60 @@ async def stream_model(
     if not (reader.ended or reader.raw_reason):
         raise ModelError(options.provider, "the response stream stopped before the model finished", retryable=True)
     yield Finish(reader.reasons.get(reader.raw_reason or "", "other"), reader.raw_reason, reader.usage)
+
+
+class HttpModel:
+    """What the HTTP providers share: settings from arguments or the environment, and one streamed POST.
+
+    A provider names its environment variables, default URL and endpoint, and builds the body, the
+    auth headers and a reader for its stream format.
+    """
+
+    provider_name: ClassVar[str]
+    key_env: ClassVar[str]
+    url_env: ClassVar[str]
+    default_url: ClassVar[str]
+    path: ClassVar[str]
+    supports_json_schema: ClassVar[bool]
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        provider: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.provider = provider or self.provider_name
+        self._api_key = env_setting(api_key, self.key_env)
+        self.options = HttpOptions(
+            provider=self.provider,
+            base_url=env_setting(base_url, self.url_env, self.default_url),
+            headers=self.auth_headers(self._api_key) | (headers or {}),
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            auth_hint=self.auth_hint(),
+        )
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def auth_hint(self) -> str:
+        return f"Check {self.key_env}: export {self.key_env}=<a valid key for this base URL>"
+
+    def body(self, request: ModelRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def reader(self) -> StreamReader:
+        raise NotImplementedError
+
+    async def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]:
+        require_api_key(self.options, self._api_key, self.key_env, self.default_url)
+        async for event in stream_model(self.options, self.path, self.body(request), self.reader()):
+            yield event

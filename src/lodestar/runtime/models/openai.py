@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ..messages import Message, ToolCallPart, new_id, result_text
 from ..usage import Usage
 from .base import (
-    CallContext,
     ModelEvent,
     ModelRequest,
     ReasoningDelta,
@@ -19,7 +18,7 @@ from .base import (
     ToolChoice,
     ToolSpec,
 )
-from .http import HttpOptions, env_setting, parse_json, require_api_key, stream_error, stream_model
+from .http import HttpModel, HttpOptions, parse_json, stream_error
 
 DEFAULT_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
@@ -29,42 +28,24 @@ AUTH_HINTS = {
 }
 
 
-class OpenAIModel:
+class OpenAIModel(HttpModel):
     """A chat model behind an OpenAI-compatible `/chat/completions` endpoint."""
 
+    provider_name = "openai"
+    key_env = KEY_ENV
+    url_env = "OPENAI_BASE_URL"
+    default_url = DEFAULT_URL
+    path = "/chat/completions"
     supports_json_schema = True
 
-    def __init__(
-        self,
-        model_id: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        provider: str = "openai",
-        timeout_s: float = 120.0,
-        max_retries: int = 2,
-        backoff_s: float = 0.5,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.model_id = model_id
-        self.provider = provider
-        self._api_key = env_setting(api_key, KEY_ENV)
-        auth = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        self.options = HttpOptions(
-            provider=provider,
-            base_url=env_setting(base_url, "OPENAI_BASE_URL", DEFAULT_URL),
-            headers=auth | (headers or {}),
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            auth_hint=AUTH_HINTS.get(provider, f"Check the api_key given to the {provider} model"),
-        )
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]:
-        require_api_key(self.options, self._api_key, KEY_ENV, DEFAULT_URL)
-        reader = ChunkReader(self.options)
-        async for event in stream_model(self.options, "/chat/completions", self.body(request), reader):
-            yield event
+    def auth_hint(self) -> str:
+        return AUTH_HINTS.get(self.provider, f"Check the api_key given to the {self.provider} model")
+
+    def reader(self) -> ChunkReader:
+        return ChunkReader(self.options)
 
     def body(self, request: ModelRequest) -> dict[str, Any]:
         """The JSON body for one streamed call."""
