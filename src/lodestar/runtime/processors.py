@@ -26,6 +26,14 @@ from pydantic import BaseModel
 from .chunks import LIFECYCLE, Chunk
 from .messages import Message, ToolCallPart
 
+HOOKS = (
+    "process_input",
+    "process_input_step",
+    "process_output_stream",
+    "process_output_step",
+    "process_output_result",
+)
+
 
 class TripwireInfo(BaseModel):
     reason: str
@@ -154,7 +162,14 @@ class ProcessorRunner:
     states: dict[int, dict[str, Any]] = field(default_factory=dict)  # per processor instance
 
     def __post_init__(self) -> None:
-        self.stream_hooks = [p for p in self.outputs if hasattr(p, "process_output_stream")]
+        """Which processors implement which hook, worked out once rather than per step or chunk."""
+        self.hooks = {
+            name: [p for p in (self.inputs if name.startswith("process_input") else self.outputs) if hasattr(p, name)]
+            for name in HOOKS
+        }
+
+    def has(self, hook: str) -> bool:
+        return bool(self.hooks[hook])
 
     def _base(self, processor: Any) -> dict[str, Any]:
         return {
@@ -166,34 +181,31 @@ class ProcessorRunner:
         }
 
     async def input(self, messages: list[Message], system: str | None) -> tuple[list[Message], str | None]:
-        for processor in self.inputs:
-            if hasattr(processor, "process_input"):
-                result = await _call(
-                    processor, "process_input", InputArgs(**self._base(processor), messages=messages, system=system)
-                )
-                if isinstance(result, InputResult):
-                    messages, system = result.messages, result.system if result.system is not None else system
-                elif result is not None:
-                    messages = list(result)
+        for processor in self.hooks["process_input"]:
+            args = InputArgs(**self._base(processor), messages=messages, system=system)
+            result = await _call(processor, "process_input", args)
+            if isinstance(result, InputResult):
+                messages, system = result.messages, result.system if result.system is not None else system
+            elif result is not None:
+                messages = list(result)
         return messages, system
 
     async def input_step(self, **fields: Any) -> dict[str, Any]:
         """Each processor sees the previous ones' changes; returns only what changed."""
         changes: dict[str, Any] = {}
-        for processor in self.inputs:
-            if hasattr(processor, "process_input_step"):
-                result = await _call(processor, "process_input_step", InputStepArgs(**self._base(processor), **fields))
-                if result:
-                    step = result if isinstance(result, StepOverrides) else StepOverrides.model_validate(result)
-                    change = {name: getattr(step, name) for name in step.model_fields_set}
-                    changes.update(change)
-                    fields.update(change)
+        for processor in self.hooks["process_input_step"]:
+            result = await _call(processor, "process_input_step", InputStepArgs(**self._base(processor), **fields))
+            if result:
+                step = result if isinstance(result, StepOverrides) else StepOverrides.model_validate(result)
+                change = {name: getattr(step, name) for name in step.model_fields_set}
+                changes.update(change)
+                fields.update(change)
         return changes
 
     async def stream(self, part: Chunk) -> Chunk | None:
         if part.type in LIFECYCLE:
             return part
-        for processor in self.stream_hooks:
+        for processor in self.hooks["process_output_stream"]:
             if part.is_data and not getattr(processor, "process_data_parts", False):
                 continue
             part = await _call(processor, "process_output_stream", OutputStreamArgs(**self._base(processor), part=part))
@@ -202,15 +214,13 @@ class ProcessorRunner:
         return part
 
     async def output_step(self, **fields: Any) -> None:
-        for processor in self.outputs:
-            if hasattr(processor, "process_output_step"):
-                await _call(processor, "process_output_step", OutputStepArgs(**self._base(processor), **fields))
+        for processor in self.hooks["process_output_step"]:
+            await _call(processor, "process_output_step", OutputStepArgs(**self._base(processor), **fields))
 
     async def output_result(self, messages: list[Message], result: Any) -> list[Message]:
-        for processor in self.outputs:
-            if hasattr(processor, "process_output_result"):
-                args = OutputResultArgs(**self._base(processor), messages=messages, result=result)
-                changed = await _call(processor, "process_output_result", args)
-                if changed is not None:
-                    messages = list(changed)
+        for processor in self.hooks["process_output_result"]:
+            args = OutputResultArgs(**self._base(processor), messages=messages, result=result)
+            changed = await _call(processor, "process_output_result", args)
+            if changed is not None:
+                messages = list(changed)
         return messages

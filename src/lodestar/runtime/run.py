@@ -85,7 +85,7 @@ class Run:
         self._reasoning: list[str] = []
 
     async def emit(self, part: Chunk) -> None:
-        if self.processors.stream_hooks:
+        if self.processors.has("process_output_stream"):
             processed = await self.processors.stream(part)
             if processed is None:
                 return
@@ -167,14 +167,7 @@ class Run:
 
     async def _step(self, number: int) -> StepResult:
         self._text, self._reasoning = [], []
-        changes = await self.processors.input_step(
-            step_number=number,
-            messages=list(self.conversation),
-            system=self.system,
-            model=self.model,
-            tools=dict(self.tools),
-            tool_choice=self.tool_choice,
-        )
+        changes = await self._step_changes(number)
         model = resolve_model(changes["model"]) if changes.get("model") else self.model
         tools = tool_map(changes["tools"]) if "tools" in changes else self.tools
         if "messages" in changes:
@@ -185,14 +178,17 @@ class Run:
         calls, finish = await self._call_model(model, request)
         self.result.usage += finish.usage  # billed even if a processor rejects the answer
         text, reasoning = "".join(self._text), "".join(self._reasoning)
-        await self.processors.output_step(
-            step_number=number,
-            text=text,
-            tool_calls=[_part(c) for c in calls],
-            finish_reason=finish.reason,
-            messages=list(self.conversation),
-        )
-        assistant = Message(id=message_id, role="assistant", content=_assistant_parts(text, calls))
+        call_parts = [_part(c) for c in calls]
+        if self.processors.has("process_output_step"):
+            await self.processors.output_step(
+                step_number=number,
+                text=text,
+                tool_calls=call_parts,
+                finish_reason=finish.reason,
+                messages=list(self.conversation),
+            )
+        content = [TextPart(text=text), *call_parts] if text else call_parts
+        assistant = Message(id=message_id, role="assistant", content=content)
         results = await self._run_tools(calls, tools) if calls else []
         turn = [assistant] + ([Message(role="tool", content=results)] if results else [])
         self.conversation += turn
@@ -210,6 +206,19 @@ class Run:
         self.result.text, self.result.finish_reason = text, finish.reason
         await self.emit(chunk("step-finish", self.run_id, **_step_payload(step, message_id, finish, model)))
         return step
+
+    async def _step_changes(self, number: int) -> dict[str, Any]:
+        """What input-step processors change for this step (nothing to copy when there are none)."""
+        if not self.processors.has("process_input_step"):
+            return {}
+        return await self.processors.input_step(
+            step_number=number,
+            messages=list(self.conversation),
+            system=self.system,
+            model=self.model,
+            tools=dict(self.tools),
+            tool_choice=self.tool_choice,
+        )
 
     def _request(self, model: Model, tools: dict[str, Tool], tool_choice: str, system: str | None) -> ModelRequest:
         system = system if system is not None else self.system
@@ -402,11 +411,6 @@ def _parse_args(call: PendingCall) -> None:
 
 def _part(call: PendingCall) -> ToolCallPart:
     return ToolCallPart(tool_call_id=call.id, tool_name=call.name, args=call.args)
-
-
-def _assistant_parts(text: str, calls: list[PendingCall]) -> list[Any]:
-    parts: list[Any] = [TextPart(text=text)] if text else []
-    return parts + [_part(c) for c in calls]
 
 
 def _record(result: ToolResultPart, call: PendingCall) -> ToolResultRecord:

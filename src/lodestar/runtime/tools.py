@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -53,8 +54,9 @@ class Tool:
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
 
-    @property
+    @functools.cached_property
     def spec(self) -> ToolSpec:
+        """Built once: every step of every run hands the same spec to the model."""
         return ToolSpec(name=self.name, description=self.description, input_schema=self.input_schema)
 
     def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
