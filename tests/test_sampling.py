@@ -1,14 +1,28 @@
-"""The `sampling` model against a real MCP client with a sampling callback."""
+"""The `sampling` model against a real MCP client with a sampling callback, on protocol 2025-11-25 (the server
+asks mid-call) and 2026-07-28 (the tool call returns input-required rounds), in memory and over streamable HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
 import pytest
+import uvicorn
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import (
     CreateMessageRequestParams,
     CreateMessageResult,
     CreateMessageResultWithTools,
+    InputRequiredResult,
     SamplingCapability,
     SamplingToolsCapability,
     TextContent,
@@ -16,30 +30,50 @@ from mcp.types import (
     ToolUseContent,
 )
 
-from lodestar import Agent, tool
-from lodestar.server.sampling import sampler_for
+from lodestar import Agent, Lodestar, tool
+from lodestar.runtime.result import RunResult
+from lodestar.server import sampling_rounds
+from lodestar.server.sampling import run_with_sampling
+from lodestar.storage import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
+
+MODES = ["legacy", "auto"]  # auto negotiates 2026-07-28 with our server
+TOOLS = SamplingCapability(tools=SamplingToolsCapability())
+weather_calls: list[str] = []
 
 
 @tool
 def weather(city: str) -> str:
     """Today's weather in a city."""
+    weather_calls.append(city)
     return f"sunny in {city}"
 
 
-def build_server(model: str = "sampling") -> tuple[MCPServer, list[str]]:
-    server = MCPServer("sampling-test")
-    agent = Agent("helper", instructions="Answer briefly.", model=model, tools=[weather])
-    finishes: list[str] = []
+class Served:
+    """A test MCP server with one `ask` tool running an agent; it records each run's outcome."""
 
-    @server.tool()
-    async def ask(message: str, ctx: Context) -> str:
-        result = await agent.generate(message, sampler=sampler_for(ctx))
-        finishes.append(result.finish_reason)
+    def __init__(self, agent: Agent) -> None:
+        self.memory: dict[str, str] = {}  # thread and resource, once the agent has storage
+        self.server = MCPServer("sampling-test")
+        self.agent = agent
+        self.results: list[RunResult] = []
+        self.versions: list[str | None] = []
+
+        @self.server.tool()
+        async def ask(message: str, ctx: Context) -> str | InputRequiredResult:
+            self.versions.append(ctx.protocol_version)
+            return await run_with_sampling(ctx, lambda sampler: self.run(agent, message, sampler))
+
+    async def run(self, agent: Agent, message: str, sampler: Any) -> str:
+        result = await agent.generate(message, sampler=sampler, **self.memory)
+        self.results.append(result)
         return result.error.message if result.error else result.text
 
-    return server, finishes
+
+def helper(model: str = "sampling") -> Served:
+    weather_calls.clear()
+    return Served(Agent("helper", instructions="Answer briefly.", model=model, tools=[weather]))
 
 
 hints_seen: list[list[str]] = []
@@ -66,32 +100,173 @@ async def tools_callback(context: object, params: CreateMessageRequestParams) ->
     return CreateMessageResultWithTools(role="assistant", model="m", stop_reason="endTurn", content=[answer])
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("model", ["sampling", "sampling/claude"])
-async def test_sampling_answers_with_the_clients_model(model: str) -> None:
-    server, finishes = build_server(model)
+async def test_sampling_answers_with_the_clients_model(model: str, mode: str) -> None:
+    served = helper(model)
     hints_seen.clear()
-    async with Client(server, mode="legacy", sampling_callback=plain_callback) as client:
+    async with Client(served.server, mode=mode, sampling_callback=plain_callback) as client:
         result = await client.call_tool("ask", {"message": "hello there"})
     assert result.content[0].text == "echo: hello there"
-    assert finishes == ["stop"]
+    assert [r.finish_reason for r in served.results] == ["stop"]
     assert hints_seen == [["claude"] if model == "sampling/claude" else []]
+    expected_rounds = 1 if mode == "legacy" else 2  # one model turn: asked in round 1, answered in round 2
+    assert served.versions == [("2025-11-25" if mode == "legacy" else "2026-07-28")] * expected_rounds
 
 
-async def test_sampling_runs_tool_calls_when_the_client_supports_them() -> None:
-    server, finishes = build_server()
-    caps = SamplingCapability(tools=SamplingToolsCapability())
-    async with Client(server, mode="legacy", sampling_callback=tools_callback, sampling_capabilities=caps) as client:
-        result = await client.call_tool("ask", {"message": "weather in Oslo?"})
+@pytest.mark.parametrize("mode", MODES)
+async def test_sampling_runs_tool_calls_once_and_saves_the_thread_once(mode: str, tmp_path: Path) -> None:
+    served = helper()
+    storage = SQLiteStorage(tmp_path / "memory.db")
+    Lodestar(agents=[served.agent], storage=storage)
+    served.memory = {"thread": "t1", "resource": "r1"}
+    async with Client(served.server, mode=mode, sampling_callback=tools_callback, sampling_capabilities=TOOLS) as c:
+        result = await c.call_tool("ask", {"message": "weather in Oslo?"})
     assert result.content[0].text == "The tool said: sunny in Oslo"
-    assert finishes == ["stop"]
+    assert weather_calls == ["Oslo"]
+    assert len(served.results) == 1 and served.results[0].finish_reason == "stop"
+    messages = await served.agent.get_memory().messages("t1")
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[-1].text == "The tool said: sunny in Oslo"
 
 
-@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("mode", MODES)
 async def test_no_sampling_client_gives_a_clear_error(mode: str) -> None:
-    server, finishes = build_server()
-    async with Client(server, mode=mode) as client:
+    served = helper()
+    async with Client(served.server, mode=mode) as client:
         result = await client.call_tool("ask", {"message": "hello"})
     text = result.content[0].text
     assert "no connected client offers sampling" in text
     assert "LODESTAR_MODEL" in text
-    assert finishes == ["error"]
+    assert [r.finish_reason for r in served.results] == ["error"]
+
+
+async def test_parallel_subagents_sample_in_the_same_rounds() -> None:
+    """Two subagents called in one step both wait on the client; their questions reach it together."""
+    experts = [
+        Agent(name, description=f"The {name} expert.", instructions=f"You are {name}.", model="sampling")
+        for name in ("alpha", "beta")
+    ]
+    served = Served(Agent("lead", instructions="Delegate.", model="sampling", agents=experts))
+    asked_by: list[str | None] = []
+
+    async def callback(context: object, params: CreateMessageRequestParams) -> Any:
+        asked_by.append(params.system_prompt)
+        if params.system_prompt != "Delegate.":
+            present = TextContent(text=f"{params.system_prompt} Present.")
+            return CreateMessageResult(role="assistant", model="m", content=present)
+        if len(params.messages) == 1:
+            content: list[Any] = [
+                ToolUseContent(id=f"c_{name}", name=f"agent-{name}", input={"prompt": "Roll call."})
+                for name in ("alpha", "beta")
+            ]
+        else:
+            results = params.messages[-1].content_as_list
+            content = [TextContent(text=" | ".join(r.content[0].text for r in results))]
+        return CreateMessageResultWithTools(role="assistant", model="m", content=content)
+
+    async with Client(served.server, sampling_callback=callback, sampling_capabilities=TOOLS) as client:
+        result = await client.call_tool("ask", {"message": "Who is here?"})
+    assert result.content[0].text == "You are alpha. Present. | You are beta. Present."
+    assert sorted(asked_by[1:3]) == ["You are alpha.", "You are beta."]
+    assert len(served.versions) == 4  # lead asks, both experts ask in one round, lead answers, result
+
+
+async def test_a_run_the_client_abandons_ends_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sampling_rounds, "ANSWER_TIMEOUT_S", 0.05)
+    served = helper()
+    parked_runs: list[asyncio.Task[Any]] = []
+
+    async def refusing(context: object, params: CreateMessageRequestParams) -> CreateMessageResult:
+        parked_runs.extend(parked.task for parked in sampling_rounds._parked.values())
+        raise RuntimeError("the user said no")
+
+    async with Client(served.server, sampling_callback=refusing) as client:
+        with pytest.raises(Exception):  # noqa: B017 - the client's own failure, whatever its type
+            await client.call_tool("ask", {"message": "hello"})
+    await asyncio.wait(parked_runs)
+    error = served.results[0].error
+    assert error is not None and "did not come back with the sampling answer within 0.05 s" in error.message
+    assert not sampling_rounds._parked
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("restart", "no longer waiting for the client's sampling answer"),
+        ("cancel", "the agent run was cancelled before it finished"),
+    ],
+)
+async def test_a_round_whose_run_is_gone_says_to_call_again(how: str, expected: str) -> None:
+    served = helper()
+
+    async def forgetful(context: object, params: CreateMessageRequestParams) -> CreateMessageResult:
+        for key in list(sampling_rounds._parked):
+            parked = sampling_rounds._parked.pop(key) if how == "restart" else sampling_rounds._parked[key]
+            parked.task.cancel()
+        return await plain_callback(context, params)
+
+    async with Client(served.server, sampling_callback=forgetful) as client:
+        result = await client.call_tool("ask", {"message": "hello"})
+    assert result.is_error
+    assert expected in result.content[0].text
+    assert "call the tool again" in result.content[0].text
+
+
+async def test_cancelling_the_tool_call_stops_the_parked_run() -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    @tool
+    async def slow() -> str:
+        """Takes forever."""
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+        return "never"
+
+    served = Served(Agent("helper", instructions="Answer briefly.", model="sampling", tools=[slow]))
+
+    async def callback(context: object, params: CreateMessageRequestParams) -> CreateMessageResultWithTools:
+        call = ToolUseContent(id="call_1", name="slow", input={})
+        return CreateMessageResultWithTools(role="assistant", model="m", stop_reason="toolUse", content=[call])
+
+    async with Client(served.server, sampling_callback=callback, sampling_capabilities=TOOLS) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "ask", {"message": "go"})
+            await started.wait()
+            runs = [parked.task for parked in sampling_rounds._parked.values()]
+            tg.cancel_scope.cancel()
+        await asyncio.wait(runs)
+    assert stopped.is_set() and runs[0].cancelled()
+    assert served.results == []  # the run never finished on its own
+    assert not sampling_rounds._parked
+
+
+@asynccontextmanager
+async def over_http(server: MCPServer) -> AsyncIterator[str]:
+    """Serves the MCP server over streamable HTTP from uvicorn on its own thread and loop."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(server.streamable_http_app(), lifespan="on", log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    finally:
+        uv.should_exit = True
+        await asyncio.to_thread(thread.join, 10)
+        sock.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_sampling_with_tools_over_streamable_http(mode: str) -> None:
+    served = helper()
+    async with over_http(served.server) as url, httpx2.AsyncClient(timeout=30) as http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, mode=mode, sampling_callback=tools_callback, sampling_capabilities=TOOLS) as c:
+            result = await c.call_tool("ask", {"message": "weather in Oslo?"})
+    assert result.content[0].text == "The tool said: sunny in Oslo"
+    assert weather_calls == ["Oslo"]
+    assert served.versions[0] == ("2025-11-25" if mode == "legacy" else "2026-07-28")

@@ -1,0 +1,151 @@
+"""Sampling on MCP 2026-07-28, which has no server-to-client requests.
+
+The server can only ask between rounds: a tool call answers `InputRequiredResult` with the sampling
+requests, and the client calls again carrying its answers. The run itself stays parked in this process
+between rounds, so tools run once, memory is saved once, and nothing is replayed. The SDK seals
+`request_state` with a per-process key anyway, so a round can never resume elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CreateMessageRequest, CreateMessageResultWithTools, InputRequiredResult, InputResponses
+from pydantic import ValidationError
+
+from ..runtime.models.base import ModelError
+from ..runtime.models.sampling import Sampler
+from .sampling_wire import ClientSampler, SamplingResult
+
+ANSWER_TIMEOUT_S = 600.0
+"""How long a parked run waits for the client's next round: the lifetime of the SDK's sealed request state."""
+
+
+@dataclass
+class _Question:
+    key: str
+    request: CreateMessageRequest
+    answer: asyncio.Future[SamplingResult]
+
+
+class RoundSampler(ClientSampler):
+    """Queues each sampling request for the round in progress and waits for the client's next round."""
+
+    def __init__(self, *, with_tools: bool) -> None:
+        super().__init__(with_tools=with_tools)
+        self.questions: asyncio.Queue[_Question] = asyncio.Queue()
+        self._asked = 0
+
+    async def ask(self, message: CreateMessageRequest) -> SamplingResult:
+        self._asked += 1
+        answer: asyncio.Future[SamplingResult] = asyncio.get_running_loop().create_future()
+        self.questions.put_nowait(_Question(f"sample-{self._asked}", message, answer))
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT_S):
+                return await answer
+        except TimeoutError:
+            raise ModelError(
+                "sampling", f"the MCP client did not come back with the sampling answer within {ANSWER_TIMEOUT_S:g} s"
+            ) from None
+
+
+@dataclass
+class _Parked:
+    task: asyncio.Task[Any]
+    sampler: RoundSampler
+    asked: dict[str, _Question] = field(default_factory=dict)
+
+    def take_answers(self, responses: InputResponses) -> None:
+        for key, answer in responses.items():
+            question = self.asked.pop(key, None)
+            if question is None or question.answer.done():
+                continue
+            _settle(question.answer, answer)
+
+
+def _settle(future: asyncio.Future[SamplingResult], answer: Any) -> None:
+    """The array-capable result shape reads both forms a client may send, with or without tool use."""
+    try:
+        future.set_result(CreateMessageResultWithTools.model_validate(answer.model_dump(mode="json", by_alias=True)))
+    except ValidationError as exc:
+        message = f"the MCP client answered a sampling request with a {type(answer).__name__}: {exc.errors()[0]['msg']}"
+        future.set_exception(ModelError("sampling", message))
+
+
+_parked: dict[str, _Parked] = {}
+T = TypeVar("T")
+
+
+async def run_in_rounds(
+    ctx: Context[Any, Any], work: Callable[[Sampler], Awaitable[T]], *, with_tools: bool
+) -> T | InputRequiredResult:
+    """One round of a parked run: starts it on the first round, hands it the client's answers on later ones."""
+    if ctx.request_state is None:
+        run_key, parked = _park(work, with_tools)
+    else:
+        run_key = _run_key(ctx.request_state)
+        found = _parked.get(run_key)
+        if found is None:
+            raise ToolError(
+                "this tool call's agent run is no longer waiting for the client's sampling answer (the server "
+                f"restarted, or more than {ANSWER_TIMEOUT_S:g} s passed); call the tool again"
+            )
+        parked = found
+        parked.take_answers(ctx.input_responses or {})
+    try:
+        return await _next_round(run_key, parked)
+    except BaseException:  # the client cancelled or went away: the run stops with it
+        parked.task.cancel()
+        raise
+
+
+def _park(work: Callable[[Sampler], Awaitable[T]], with_tools: bool) -> tuple[str, _Parked]:
+    sampler = RoundSampler(with_tools=with_tools)
+    run_key = secrets.token_urlsafe(16)
+    parked = _Parked(asyncio.create_task(work(sampler)), sampler)
+    _parked[run_key] = parked
+    parked.task.add_done_callback(lambda task: _forget(run_key, task))
+    return run_key, parked
+
+
+def _forget(run_key: str, task: asyncio.Task[Any]) -> None:
+    """Drops a finished run; its outcome reaches the client only if a round is still waiting on it."""
+    _parked.pop(run_key, None)
+    if not task.cancelled():
+        task.exception()  # marks it retrieved: an abandoned run's failure is not an unhandled error
+
+
+async def _next_round(run_key: str, parked: _Parked) -> Any:
+    """The run's result, or the sampling requests it waits on (unanswered ones are asked again)."""
+    questions = parked.sampler.questions
+    if not parked.asked:
+        waiting = asyncio.ensure_future(questions.get())
+        try:
+            await asyncio.wait({parked.task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        first = [waiting.result()] if waiting.done() and not waiting.cancelled() else []
+        for question in first + [questions.get_nowait() for _ in range(questions.qsize())]:
+            parked.asked[question.key] = question
+    if parked.task.cancelled():
+        raise ToolError("the agent run was cancelled before it finished; call the tool again")
+    if parked.task.done():
+        return parked.task.result()
+    return InputRequiredResult(
+        input_requests={key: q.request for key, q in parked.asked.items()},
+        request_state=json.dumps({"run": run_key}),
+    )
+
+
+def _run_key(request_state: str) -> str:
+    try:
+        return str(json.loads(request_state)["run"])
+    except (ValueError, KeyError, TypeError):
+        raise ToolError("the request state sent back is not one this server made; call the tool again") from None
