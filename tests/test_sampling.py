@@ -79,6 +79,17 @@ def helper(model: str = "sampling") -> Served:
 hints_seen: list[list[str]] = []
 
 
+@pytest.fixture(autouse=True)
+async def no_parked_runs() -> AsyncIterator[None]:
+    """Runs a test leaves waiting for the client are stopped, so none outlives its event loop."""
+    yield
+    runs = [sampling_rounds._parked.pop(key).task for key in list(sampling_rounds._parked)]
+    for run in runs:
+        run.cancel()
+    if runs:
+        await asyncio.wait(runs)
+
+
 async def plain_callback(context: object, params: CreateMessageRequestParams) -> CreateMessageResult:
     assert params.system_prompt == "Answer briefly."
     prefs = params.model_preferences
@@ -270,3 +281,37 @@ async def test_sampling_with_tools_over_streamable_http(mode: str) -> None:
     assert result.content[0].text == "The tool said: sunny in Oslo"
     assert weather_calls == ["Oslo"]
     assert served.versions[0] == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+
+
+async def test_a_replayed_round_cannot_drive_the_run_twice() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @tool
+    async def gate() -> str:
+        """Waits for the test."""
+        started.set()
+        await release.wait()
+        return "open"
+
+    served = Served(Agent("helper", instructions="Answer briefly.", model="sampling", tools=[gate]))
+    async with Client(served.server, sampling_capabilities=TOOLS, sampling_callback=tools_callback) as client:
+        first = await client.session.call_tool("ask", {"message": "go"}, allow_input_required=True)
+        assert isinstance(first, InputRequiredResult)
+        call = ToolUseContent(id="call_1", name="gate", input={})
+        answer = CreateMessageResultWithTools(role="assistant", model="m", stop_reason="toolUse", content=[call])
+        second_round = {"input_responses": {"sample-1": answer}, "request_state": first.request_state}
+        async with anyio.create_task_group() as tg:
+            rounds: list[Any] = []
+
+            async def send() -> None:
+                rounds.append(
+                    await client.session.call_tool("ask", {"message": "go"}, allow_input_required=True, **second_round)
+                )
+
+            tg.start_soon(send)
+            await started.wait()
+            replay = await client.session.call_tool("ask", {"message": "go"}, allow_input_required=True, **second_round)
+            release.set()
+    assert replay.is_error and "already in a round" in replay.content[0].text
+    assert isinstance(rounds[0], InputRequiredResult)  # the real round goes on: the model's next turn
+    assert rounds[0].input_requests is not None and list(rounds[0].input_requests) == ["sample-2"]

@@ -61,6 +61,7 @@ class _Parked:
     task: asyncio.Task[Any]
     sampler: RoundSampler
     asked: dict[str, _Question] = field(default_factory=dict)
+    in_round: bool = False  # a client that replays a round's state must not drive the run twice
 
     def take_answers(self, responses: InputResponses) -> None:
         for key, answer in responses.items():
@@ -97,13 +98,18 @@ async def run_in_rounds(
                 "this tool call's agent run is no longer waiting for the client's sampling answer (the server "
                 f"restarted, or more than {ANSWER_TIMEOUT_S:g} s passed); call the tool again"
             )
+        if found.in_round:
+            raise ToolError("this tool call's agent run is already in a round; send each round once")
         parked = found
         parked.take_answers(ctx.input_responses or {})
+    parked.in_round = True
     try:
         return await _next_round(run_key, parked)
     except BaseException:  # the client cancelled or went away: the run stops with it
         parked.task.cancel()
         raise
+    finally:
+        parked.in_round = False
 
 
 def _park(work: Callable[[Sampler], Awaitable[T]], with_tools: bool) -> tuple[str, _Parked]:
