@@ -13,10 +13,11 @@ import anyio
 import pytest
 from llm_servers import Fail, LLMServer, Stall, Turn
 
-from lodestar import Agent, ToolContext, tool
+from lodestar import Agent, Lodestar, ToolContext, tool
 from lodestar.runtime import Chunk, RunResult
 from lodestar.runtime.models.anthropic import AnthropicModel
 from lodestar.runtime.models.openai import OpenAIModel
+from lodestar.storage import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
 PROVIDERS = ["openai", "anthropic"]
@@ -235,6 +236,29 @@ async def test_a_model_that_never_answers_times_out(server: LLMServer) -> None:
         result = await agent.generate("hi")
     assert result.finish_reason == "error"
     assert result.error is not None and "no response within 0.3 s" in result.error.message
+
+
+async def test_signed_thinking_goes_back_before_the_tool_call_and_stays_in_memory(
+    anthropic_server: LLMServer, tmp_path: Path
+) -> None:
+    """With extended thinking, Claude refuses a tool-use turn sent back without its signed thinking block."""
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    agent = Agent("thinker", model=model_for(anthropic_server), tools=[lookup])
+    Lodestar(agents=[agent], storage=SQLiteStorage(tmp_path / "memory.db"))
+    anthropic_server.script(
+        Turn(reasoning="I should look it up.", tool_calls=[("lookup", {"term": "x"})]), Turn(text="x")
+    )
+
+    result = await agent.generate("What is x?", thread="t1", resource="r1", model_settings={"extra": thinking})
+
+    assert result.text == "x" and result.steps[0].reasoning == "I should look it up."
+    second = anthropic_server.requests[1].body
+    assert second["thinking"] == thinking["thinking"]
+    turn = second["messages"][1]["content"]
+    assert turn[0] == {"type": "thinking", "thinking": "I should look it up.", "signature": "x"}
+    assert turn[1]["type"] == "tool_use"
+    [stored] = [m for m in await agent.get_memory().messages("t1") if m.reasoning]
+    assert [(p.text, p.signature) for p in stored.reasoning] == [("I should look it up.", "x")]
 
 
 async def test_instructions_may_be_a_callable_of_the_request_context(openai_server: LLMServer) -> None:

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from llm_servers import Fail, LLMServer, Raw, Stall, Turn
 
-from lodestar.runtime.messages import Message, TextPart, ToolCallPart, ToolResultPart, text_message
+from lodestar.runtime.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, text_message
 from lodestar.runtime.models import resolve_model
 from lodestar.runtime.models.anthropic import AnthropicModel
 from lodestar.runtime.models.base import (
@@ -26,6 +26,7 @@ from lodestar.runtime.models.base import (
     ModelRequest,
     ModelSettings,
     ReasoningDelta,
+    ReasoningEnd,
     ResponseFormat,
     TextDelta,
     ToolCallDelta,
@@ -401,6 +402,71 @@ async def test_anthropic_request_body_translation(anthropic_server: LLMServer) -
     assert (body["model"], body["stream"], body["max_tokens"]) == ("claude-test", True, 4096)
     assert (body["temperature"], body["stop_sequences"]) == (0.2, ["END"])
     assert "top_p" not in body and "response_format" not in body
+
+
+async def test_anthropic_thinking_blocks_come_with_their_signature_and_go_back_as_sent(
+    anthropic_server: LLMServer,
+) -> None:
+    secret = {"type": "redacted_thinking", "data": "ENCRYPTED"}
+    anthropic_server.script(
+        Raw(
+            [
+                {"type": "message_start", "message": {"usage": {"input_tokens": 5}}},
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}},
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Hm."}},
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig1"}},
+                {"type": "content_block_stop", "index": 0},
+                {"type": "content_block_start", "index": 1, "content_block": secret},
+                {"type": "content_block_stop", "index": 1},
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+                {"type": "message_stop"},
+            ]
+        ),
+        Turn(text="ok"),
+    )
+    model = anthropic_model(anthropic_server)
+
+    events = await collect(model)
+    assert events[:3] == [ReasoningDelta("Hm."), ReasoningEnd(signature="sig1"), ReasoningEnd(redacted="ENCRYPTED")]
+
+    reasoning = [
+        ReasoningPart(text="Hm.", signature="sig1"),
+        ReasoningPart(redacted="ENCRYPTED"),
+        ReasoningPart(text="another provider's reasoning, unsigned"),
+    ]
+    history = [*HELLO.messages, Message(role="assistant", content=[*reasoning, TextPart(text="Hi.")])]
+    await collect(model, ModelRequest(messages=[*history, text_message("user", "and?")]))
+    assert anthropic_server.requests[1].body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "Hm.", "signature": "sig1"},
+        secret,
+        {"type": "text", "text": "Hi."},
+    ]
+
+
+async def test_anthropic_tells_tool_turns_as_text_when_the_request_has_no_tools(anthropic_server: LLMServer) -> None:
+    anthropic_server.script(Turn(text="ok"))
+
+    await collect(anthropic_model(anthropic_server), ModelRequest(messages=conversation()))
+
+    body = anthropic_server.requests[0].body
+    assert "tools" not in body
+    assert body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Looking."},
+                {"type": "text", "text": '[called search with {"query": "threads"}]'},
+                {"type": "text", "text": '[called read with {"path": "a.md"}]'},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": '[search returned] {"hits": 2}'},
+                {"type": "text", "text": "[read returned] no such page"},
+            ],
+        },
+    ]
 
 
 async def test_anthropic_error_event(anthropic_server: LLMServer) -> None:

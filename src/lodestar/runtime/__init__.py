@@ -7,7 +7,7 @@ from .app import Lodestar
 from .chunks import Chunk
 from .context import ToolContext, ToolWriter
 from .memory import Memory, ThreadError
-from .messages import Message, TextPart, ToolCallPart, ToolResultPart
+from .messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
 from .models import ModelError, ModelSettings, resolve_model
 from .options import RunOptions
 from .processors import InputResult, Processor, StepOverrides, TripWire, TripwireInfo
@@ -27,6 +27,7 @@ __all__ = [
     "ModelError",
     "ModelSettings",
     "Processor",
+    "ReasoningPart",
     "RunError",
     "RunOptions",
     "RunResult",

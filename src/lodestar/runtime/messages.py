@@ -24,6 +24,15 @@ class TextPart(BaseModel):
     text: str
 
 
+class ReasoningPart(BaseModel):
+    """The model's reasoning as the provider sent it: a signed block is checked against its text when sent back."""
+
+    type: Literal["reasoning"] = "reasoning"
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+
+
 class ToolCallPart(BaseModel):
     type: Literal["tool-call"] = "tool-call"
     tool_call_id: str
@@ -39,7 +48,7 @@ class ToolResultPart(BaseModel):
     is_error: bool = False
 
 
-Part = Annotated[TextPart | ToolCallPart | ToolResultPart, Field(discriminator="type")]
+Part = Annotated[TextPart | ReasoningPart | ToolCallPart | ToolResultPart, Field(discriminator="type")]
 
 
 class Message(BaseModel):
@@ -53,6 +62,10 @@ class Message(BaseModel):
     @property
     def text(self) -> str:
         return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    @property
+    def reasoning(self) -> list[ReasoningPart]:
+        return [part for part in self.content if isinstance(part, ReasoningPart)]
 
     @property
     def tool_calls(self) -> list[ToolCallPart]:
@@ -98,6 +111,15 @@ def result_text(result: Any) -> str:
     if isinstance(result, BaseModel):
         return result.model_dump_json()
     return json.dumps(result, default=str, ensure_ascii=False)
+
+
+def call_as_text(call: ToolCallPart) -> str:
+    """A tool call told to a model that has no tools to call: some APIs refuse tool blocks then."""
+    return f"[called {call.tool_name} with {json.dumps(call.args, ensure_ascii=False)}]"
+
+
+def tool_result_as_text(result: ToolResultPart) -> str:
+    return f"[{result.tool_name} returned] {result_text(result.result)}"
 
 
 def to_stored(message: Message) -> StoredMessage:

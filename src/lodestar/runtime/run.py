@@ -15,7 +15,16 @@ from pydantic_core import to_jsonable_python
 from .chunks import Chunk, chunk, discard
 from .context import ToolContext
 from .memory import Memory
-from .messages import Message, TextPart, ToolCallPart, ToolResultPart, new_id, text_message, to_messages
+from .messages import (
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    new_id,
+    text_message,
+    to_messages,
+)
 from .models import resolve_model
 from .models.base import (
     CallContext,
@@ -25,6 +34,7 @@ from .models.base import (
     ModelRequest,
     ModelSettings,
     ReasoningDelta,
+    ReasoningEnd,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
@@ -40,6 +50,32 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lodestar.runtime")
 Sink = Callable[[Chunk], Awaitable[None]]
+
+
+class ReasoningBlocks:
+    """The model's reasoning blocks as it sent them, before stream processors: a signed block must go back
+    to the provider unchanged."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self._parts: list[ReasoningPart] = []
+
+    def end(self, event: ReasoningEnd) -> None:
+        if event.redacted is None:
+            self._parts.append(ReasoningPart(text="".join(self.text), signature=event.signature))
+            self.text = []
+        else:
+            self._close()
+            self._parts.append(ReasoningPart(redacted=event.redacted))
+
+    def _close(self) -> None:
+        if self.text:
+            self._parts.append(ReasoningPart(text="".join(self.text)))
+            self.text = []
+
+    def parts(self) -> list[ReasoningPart]:
+        self._close()
+        return self._parts
 
 
 @dataclass(slots=True)
@@ -175,7 +211,7 @@ class Run:
         request = self._request(model, tools, changes.get("tool_choice") or self.tool_choice, changes.get("system"))
         message_id = new_id("msg")
         await self.emit(chunk("step-start", self.run_id, messageId=message_id, request=_describe(model), warnings=[]))
-        calls, finish = await self._call_model(model, request)
+        calls, reasoning_parts, finish = await self._call_model(model, request)
         self.result.usage += finish.usage  # billed even if a processor rejects the answer
         text, reasoning = "".join(self._text), "".join(self._reasoning)
         call_parts = [_part(c) for c in calls]
@@ -187,7 +223,7 @@ class Run:
                 finish_reason=finish.reason,
                 messages=list(self.conversation),
             )
-        content = [TextPart(text=text), *call_parts] if text else call_parts
+        content = [*reasoning_parts, *([TextPart(text=text)] if text else []), *call_parts]
         assistant = Message(id=message_id, role="assistant", content=content)
         results = await self._run_tools(calls, tools) if calls else []
         turn = [assistant] + ([Message(role="tool", content=results)] if results else [])
@@ -239,9 +275,12 @@ class Run:
             settings=self.settings,
         )
 
-    async def _call_model(self, model: Model, request: ModelRequest) -> tuple[list[PendingCall], Finish]:
+    async def _call_model(
+        self, model: Model, request: ModelRequest
+    ) -> tuple[list[PendingCall], list[ReasoningPart], Finish]:
         text_id = reasoning_id = None
         calls: dict[str, PendingCall] = {}
+        reasoning = ReasoningBlocks()
         finish = Finish("stop")
         context = CallContext(run_id=self.run_id, sampler=self.options.sampler)
         run_id, emit = self.run_id, self.emit
@@ -266,6 +305,9 @@ class Run:
                         reasoning_id = new_id("reasoning")
                         await emit(chunk("reasoning-start", run_id, id=reasoning_id))
                     await emit(chunk("reasoning-delta", run_id, id=reasoning_id, text=event.text))
+                    reasoning.text.append(event.text)
+                elif isinstance(event, ReasoningEnd):
+                    reasoning.end(event)
                 elif isinstance(event, Finish):
                     finish = event
         except ModelError:  # a block opened before the failure still gets its *-end chunk
@@ -276,7 +318,7 @@ class Run:
             _parse_args(call)
             await emit(chunk("tool-call-input-streaming-end", run_id, toolCallId=call.id))
             await emit(chunk("tool-call", run_id, toolCallId=call.id, toolName=call.name, args=call.args))
-        return list(calls.values()), finish
+        return list(calls.values()), reasoning.parts(), finish
 
     async def _end_blocks(self, reasoning_id: str | None, text_id: str | None) -> None:
         if reasoning_id:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mcp.server.validation import validate_tool_use_result_messages
@@ -21,7 +20,7 @@ from mcp.types import (
     ToolUseContent,
 )
 
-from ..runtime.messages import Message, result_text
+from ..runtime.messages import Message, call_as_text, result_text, tool_result_as_text
 from ..runtime.models.base import ModelError, ModelRequest
 from ..runtime.models.sampling import SampledCall, SampledTurn
 
@@ -94,9 +93,7 @@ def to_sampling_messages(messages: list[Message], use_tools: bool) -> list[Sampl
                     for r in message.tool_results
                 ]
             else:
-                blocks = [
-                    TextContent(text=f"[{r.tool_name} returned] {result_text(r.result)}") for r in message.tool_results
-                ]
+                blocks = [TextContent(text=tool_result_as_text(r)) for r in message.tool_results]
             out.append(SamplingMessage(role="user", content=blocks))
             continue
         role = "assistant" if message.role == "assistant" else "user"
@@ -105,7 +102,7 @@ def to_sampling_messages(messages: list[Message], use_tools: bool) -> list[Sampl
             if use_tools:
                 blocks.append(ToolUseContent(id=call.tool_call_id, name=call.tool_name, input=call.args))
             else:
-                blocks.append(TextContent(text=f"[called {call.tool_name} with {json.dumps(call.args)}]"))
+                blocks.append(TextContent(text=call_as_text(call)))
         if blocks:
             out.append(SamplingMessage(role=role, content=blocks if len(blocks) > 1 else blocks[0]))
     return out

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..messages import Message, Part, TextPart, ToolCallPart, result_text
+from ..messages import (
+    Message,
+    Part,
+    ReasoningPart,
+    TextPart,
+    ToolCallPart,
+    call_as_text,
+    result_text,
+    tool_result_as_text,
+)
 from ..usage import Usage
 from .base import (
     ModelEvent,
     ModelRequest,
     ReasoningDelta,
+    ReasoningEnd,
     TextDelta,
     ToolCallDelta,
     ToolCallStart,
@@ -46,7 +56,7 @@ class AnthropicModel(HttpModel):
         body: dict[str, Any] = {
             "model": self.model_id,
             "max_tokens": settings.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": wire_messages(request.messages),
+            "messages": wire_messages(request.messages, with_tools=bool(request.tools)),
             "stream": True,
         }
         if system := wire_system(request):
@@ -67,11 +77,12 @@ def wire_system(request: ModelRequest) -> str:
     return "\n\n".join(text for text in texts if text)
 
 
-def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Strictly alternating user/assistant turns: tool results are user content, same-role neighbours merge."""
+def wire_messages(messages: list[Message], *, with_tools: bool = True) -> list[dict[str, Any]]:
+    """Strictly alternating user/assistant turns: tool results are user content, same-role neighbours merge.
+    The API refuses tool blocks in a request without tools, so those turns are then told as text."""
     wire: list[dict[str, Any]] = []
     for message in messages:
-        blocks = [block for part in message.content if (block := wire_block(part))]
+        blocks = [block for part in message.content if (block := wire_block(part, with_tools))]
         if not blocks or message.role == "system":  # system text went to wire_system
             continue
         role = "assistant" if message.role == "assistant" else "user"
@@ -82,18 +93,33 @@ def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return wire
 
 
-def wire_block(part: Part) -> dict[str, Any] | None:
-    """A content block, or None for empty text (the API rejects empty text blocks)."""
+def wire_block(part: Part, with_tools: bool) -> dict[str, Any] | None:
+    """A content block, or None for what the API would refuse: empty text, unsigned reasoning."""
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ReasoningPart):
+        return wire_reasoning(part)
     if isinstance(part, ToolCallPart):
+        if not with_tools:
+            return {"type": "text", "text": call_as_text(part)}
         return {"type": "tool_use", "id": part.tool_call_id, "name": part.tool_name, "input": part.args}
+    if not with_tools:
+        return {"type": "text", "text": tool_result_as_text(part)}
     return {
         "type": "tool_result",
         "tool_use_id": part.tool_call_id,
         "content": result_text(part.result),
         "is_error": part.is_error,
     }
+
+
+def wire_reasoning(part: ReasoningPart) -> dict[str, Any] | None:
+    """Thinking goes back only as Claude signed it; other providers' reasoning stays out."""
+    if part.redacted is not None:
+        return {"type": "redacted_thinking", "data": part.redacted}
+    if part.signature:
+        return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+    return None
 
 
 def wire_tool_choice(choice: ToolChoice) -> dict[str, str]:
@@ -158,6 +184,8 @@ class MessageReader:
             return [TextDelta(block["text"])]
         if kind == "thinking" and block.get("thinking"):
             return [ReasoningDelta(block["thinking"])]
+        if kind == "redacted_thinking":
+            return [ReasoningEnd(redacted=block.get("data", ""))]
         return []
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ModelEvent]:
@@ -166,6 +194,8 @@ class MessageReader:
             return [TextDelta(delta["text"])]
         if kind == "thinking_delta":
             return [ReasoningDelta(delta["thinking"])]
+        if kind == "signature_delta":
+            return [ReasoningEnd(signature=delta["signature"])]
         if kind == "input_json_delta" and delta.get("partial_json") and index in self.tool_ids:
             return [ToolCallDelta(self.tool_ids[index], delta["partial_json"])]
         return []

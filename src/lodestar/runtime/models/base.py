@@ -59,6 +59,15 @@ class ReasoningDelta:
 
 
 @dataclass(slots=True)
+class ReasoningEnd:
+    """Closes a reasoning block with the provider's proof of it (Anthropic's `signature`), or stands for a block
+    the provider sent only encrypted (`redacted`). Both must go back verbatim on the next call."""
+
+    signature: str | None = None
+    redacted: str | None = None
+
+
+@dataclass(slots=True)
 class ToolCallStart:
     id: str
     name: str
@@ -77,7 +86,7 @@ class Finish:
     usage: Usage = field(default_factory=Usage)
 
 
-ModelEvent = TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Finish
+ModelEvent = TextDelta | ReasoningDelta | ReasoningEnd | ToolCallStart | ToolCallDelta | Finish
 
 
 class ModelError(Exception):
