@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from llm_servers import Fail, LLMServer, Stall, Turn
+from llm_servers import Fail, LLMServer, Raw, Stall, Turn
 
 from lodestar import Agent, Lodestar, ToolContext, tool
 from lodestar.runtime import Chunk, RunResult
@@ -259,6 +259,54 @@ async def test_signed_thinking_goes_back_before_the_tool_call_and_stays_in_memor
     assert turn[1]["type"] == "tool_use"
     [stored] = [m for m in await agent.get_memory().messages("t1") if m.reasoning]
     assert [(p.text, p.signature) for p in stored.reasoning] == [("I should look it up.", "x")]
+
+
+def interleaved_answer() -> Raw:
+    """Claude with interleaved thinking: thinking, text and a tool call, twice over."""
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for n, term in ((1, "a"), (2, "b")):
+        thinking = [
+            {"type": "thinking_delta", "thinking": f"Step {n}."},
+            {"type": "signature_delta", "signature": f"s{n}"},
+        ]
+        blocks.append(({"type": "thinking", "thinking": ""}, thinking))
+        blocks.append(({"type": "text", "text": ""}, [{"type": "text_delta", "text": f"Looking up {term}."}]))
+        call = {"type": "tool_use", "id": f"toolu_{term}", "name": "lookup", "input": {}}
+        blocks.append((call, [{"type": "input_json_delta", "partial_json": f'{{"term": "{term}"}}'}]))
+    events: list[dict[str, Any] | str] = [{"type": "message_start", "message": {"usage": {"input_tokens": 5}}}]
+    for index, (start, deltas) in enumerate(blocks):
+        events.append({"type": "content_block_start", "index": index, "content_block": start})
+        events += [{"type": "content_block_delta", "index": index, "delta": delta} for delta in deltas]
+        events.append({"type": "content_block_stop", "index": index})
+    return Raw([*events, {"type": "message_delta", "delta": {"stop_reason": "tool_use"}}, {"type": "message_stop"}])
+
+
+async def test_interleaved_thinking_goes_back_in_the_order_it_came(anthropic_server: LLMServer) -> None:
+    agent = Agent("thinker", model=model_for(anthropic_server), tools=[lookup])
+    anthropic_server.script(interleaved_answer(), Turn(text="Done."))
+
+    chunks, result = await collect(agent, "Look up a and b.")
+
+    assert result.text == "Done." and result.steps[0].text == "Looking up a.Looking up b."
+    sent_back = anthropic_server.requests[1].body["messages"][1]["content"]
+    assert [(b["type"], b.get("thinking") or b.get("text") or b.get("id")) for b in sent_back] == [
+        ("thinking", "Step 1."),
+        ("text", "Looking up a."),
+        ("tool_use", "toolu_a"),
+        ("thinking", "Step 2."),
+        ("text", "Looking up b."),
+        ("tool_use", "toolu_b"),
+    ]
+    assert [b.get("signature") for b in sent_back if b["type"] == "thinking"] == ["s1", "s2"]
+    first_step = kinds(chunks)[kinds(chunks).index("step-start") : kinds(chunks).index("tool-call")]
+    assert first_step == [
+        "step-start",
+        *["reasoning-start", "reasoning-delta", "reasoning-end", "text-start", "text-delta", "text-end"],
+        *["tool-call-input-streaming-start", "tool-call-delta"],
+        *["reasoning-start", "reasoning-delta", "reasoning-end", "text-start", "text-delta", "text-end"],
+        *["tool-call-input-streaming-start", "tool-call-delta"],
+        "tool-call-input-streaming-end",  # then tool-call: arguments are announced once the stream is complete
+    ]
 
 
 async def test_instructions_may_be_a_callable_of_the_request_context(openai_server: LLMServer) -> None:

@@ -408,6 +408,7 @@ async def test_anthropic_thinking_blocks_come_with_their_signature_and_go_back_a
     anthropic_server: LLMServer,
 ) -> None:
     secret = {"type": "redacted_thinking", "data": "ENCRYPTED"}
+    whole = {"type": "thinking", "thinking": "All at once.", "signature": "sig2"}  # as some gateways send it
     anthropic_server.script(
         Raw(
             [
@@ -418,6 +419,8 @@ async def test_anthropic_thinking_blocks_come_with_their_signature_and_go_back_a
                 {"type": "content_block_stop", "index": 0},
                 {"type": "content_block_start", "index": 1, "content_block": secret},
                 {"type": "content_block_stop", "index": 1},
+                {"type": "content_block_start", "index": 2, "content_block": whole},
+                {"type": "content_block_stop", "index": 2},
                 {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
                 {"type": "message_stop"},
             ]
@@ -427,7 +430,13 @@ async def test_anthropic_thinking_blocks_come_with_their_signature_and_go_back_a
     model = anthropic_model(anthropic_server)
 
     events = await collect(model)
-    assert events[:3] == [ReasoningDelta("Hm."), ReasoningEnd(signature="sig1"), ReasoningEnd(redacted="ENCRYPTED")]
+    assert events[:5] == [
+        ReasoningDelta("Hm."),
+        ReasoningEnd(signature="sig1"),
+        ReasoningEnd(redacted="ENCRYPTED"),
+        ReasoningDelta("All at once."),
+        ReasoningEnd(signature="sig2"),
+    ]
 
     reasoning = [
         ReasoningPart(text="Hm.", signature="sig1"),

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic_core import to_jsonable_python
 
+from .answer import Answer, PendingCall
 from .chunks import Chunk, chunk, discard
 from .context import ToolContext
 from .memory import Memory
 from .messages import (
     Message,
-    ReasoningPart,
-    TextPart,
-    ToolCallPart,
     ToolResultPart,
     new_id,
     text_message,
@@ -33,11 +29,6 @@ from .models.base import (
     ModelError,
     ModelRequest,
     ModelSettings,
-    ReasoningDelta,
-    ReasoningEnd,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallStart,
 )
 from .options import RunOptions
 from .processors import ProcessorRunner, TripWire
@@ -50,41 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lodestar.runtime")
 Sink = Callable[[Chunk], Awaitable[None]]
-
-
-class ReasoningBlocks:
-    """The model's reasoning blocks as it sent them, before stream processors: a signed block must go back
-    to the provider unchanged."""
-
-    def __init__(self) -> None:
-        self.text: list[str] = []
-        self._parts: list[ReasoningPart] = []
-
-    def end(self, event: ReasoningEnd) -> None:
-        if event.redacted is None:
-            self._parts.append(ReasoningPart(text="".join(self.text), signature=event.signature))
-            self.text = []
-        else:
-            self._close()
-            self._parts.append(ReasoningPart(redacted=event.redacted))
-
-    def _close(self) -> None:
-        if self.text:
-            self._parts.append(ReasoningPart(text="".join(self.text)))
-            self.text = []
-
-    def parts(self) -> list[ReasoningPart]:
-        self._close()
-        return self._parts
-
-
-@dataclass(slots=True)
-class PendingCall:
-    id: str
-    name: str
-    args_text: list[str] = field(default_factory=list)
-    args: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
 
 
 class _Retry(Exception):
@@ -117,7 +73,7 @@ class Run:
         self.system: str | None = None
         self.conversation: list[Message] = []
         self.new_messages: list[Message] = []
-        self._text: list[str] = []
+        self._texts: dict[str | None, list[str]] = {}  # each text block's text after output processors
         self._reasoning: list[str] = []
 
     async def emit(self, part: Chunk) -> None:
@@ -127,7 +83,7 @@ class Run:
                 return
             part = processed
         if part.type == "text-delta":
-            self._text.append(part.payload.get("text", ""))
+            self._texts.setdefault(part.payload.get("id"), []).append(part.payload.get("text", ""))
         elif part.type == "reasoning-delta":
             self._reasoning.append(part.payload.get("text", ""))
         await self.sink(part)
@@ -193,7 +149,7 @@ class Run:
     async def _retry_with_feedback(self, exc: TripWire) -> None:
         """Show the model its rejected answer and the processor's reason, then run the step again."""
         self.processors.retry_count += 1
-        rejected = "".join(self._text)
+        rejected = self._text()
         if rejected:
             self.conversation.append(text_message("assistant", rejected))
         self.conversation.append(
@@ -202,7 +158,7 @@ class Run:
         await self.sink(chunk("step-finish", self.run_id, stepResult={"reason": "retry", "isContinued": True}))
 
     async def _step(self, number: int) -> StepResult:
-        self._text, self._reasoning = [], []
+        self._texts, self._reasoning = {}, []
         changes = await self._step_changes(number)
         model = resolve_model(changes["model"]) if changes.get("model") else self.model
         tools = tool_map(changes["tools"]) if "tools" in changes else self.tools
@@ -211,10 +167,11 @@ class Run:
         request = self._request(model, tools, changes.get("tool_choice") or self.tool_choice, changes.get("system"))
         message_id = new_id("msg")
         await self.emit(chunk("step-start", self.run_id, messageId=message_id, request=_describe(model), warnings=[]))
-        calls, reasoning_parts, finish = await self._call_model(model, request)
+        answer, calls = await self._call_model(model, request)
+        finish = answer.finish
         self.result.usage += finish.usage  # billed even if a processor rejects the answer
-        text, reasoning = "".join(self._text), "".join(self._reasoning)
-        call_parts = [_part(c) for c in calls]
+        text, reasoning = self._text(), "".join(self._reasoning)
+        call_parts = [c.part() for c in calls]
         if self.processors.has("process_output_step"):
             await self.processors.output_step(
                 step_number=number,
@@ -223,8 +180,7 @@ class Run:
                 finish_reason=finish.reason,
                 messages=list(self.conversation),
             )
-        content = [*reasoning_parts, *([TextPart(text=text)] if text else []), *call_parts]
-        assistant = Message(id=message_id, role="assistant", content=content)
+        assistant = Message(id=message_id, role="assistant", content=answer.content(self._texts))
         results = await self._run_tools(calls, tools) if calls else []
         turn = [assistant] + ([Message(role="tool", content=results)] if results else [])
         self.conversation += turn
@@ -275,56 +231,19 @@ class Run:
             settings=self.settings,
         )
 
-    async def _call_model(
-        self, model: Model, request: ModelRequest
-    ) -> tuple[list[PendingCall], list[ReasoningPart], Finish]:
-        text_id = reasoning_id = None
-        calls: dict[str, PendingCall] = {}
-        reasoning = ReasoningBlocks()
-        finish = Finish("stop")
+    async def _call_model(self, model: Model, request: ModelRequest) -> tuple[Answer, list[PendingCall]]:
+        answer = Answer(self.run_id, self.emit)
         context = CallContext(run_id=self.run_id, sampler=self.options.sampler)
-        run_id, emit = self.run_id, self.emit
         try:
             async for event in model.stream(request, context):
-                if isinstance(event, TextDelta):
-                    if text_id is None:
-                        text_id = new_id("text")
-                        await emit(chunk("text-start", run_id, id=text_id))
-                    await emit(chunk("text-delta", run_id, id=text_id, text=event.text))
-                elif isinstance(event, ToolCallDelta):
-                    call = calls[event.id]
-                    call.args_text.append(event.args_text)
-                    delta = {"toolCallId": call.id, "toolName": call.name, "argsTextDelta": event.args_text}
-                    await emit(chunk("tool-call-delta", run_id, **delta))
-                elif isinstance(event, ToolCallStart):
-                    calls[event.id] = PendingCall(event.id, event.name)
-                    start = {"toolCallId": event.id, "toolName": event.name}
-                    await emit(chunk("tool-call-input-streaming-start", run_id, **start))
-                elif isinstance(event, ReasoningDelta):
-                    if reasoning_id is None:
-                        reasoning_id = new_id("reasoning")
-                        await emit(chunk("reasoning-start", run_id, id=reasoning_id))
-                    await emit(chunk("reasoning-delta", run_id, id=reasoning_id, text=event.text))
-                    reasoning.text.append(event.text)
-                elif isinstance(event, ReasoningEnd):
-                    reasoning.end(event)
-                elif isinstance(event, Finish):
-                    finish = event
-        except ModelError:  # a block opened before the failure still gets its *-end chunk
-            await self._end_blocks(reasoning_id, text_id)
+                await answer.read(event)
+        except ModelError:
+            await answer.close_blocks()
             raise
-        await self._end_blocks(reasoning_id, text_id)
-        for call in calls.values():
-            _parse_args(call)
-            await emit(chunk("tool-call-input-streaming-end", run_id, toolCallId=call.id))
-            await emit(chunk("tool-call", run_id, toolCallId=call.id, toolName=call.name, args=call.args))
-        return list(calls.values()), reasoning.parts(), finish
+        return answer, await answer.end()
 
-    async def _end_blocks(self, reasoning_id: str | None, text_id: str | None) -> None:
-        if reasoning_id:
-            await self.emit(chunk("reasoning-end", self.run_id, id=reasoning_id))
-        if text_id:
-            await self.emit(chunk("text-end", self.run_id, id=text_id))
+    def _text(self) -> str:
+        return "".join(text for pieces in self._texts.values() for text in pieces)
 
     async def _run_tools(self, calls: list[PendingCall], tools: dict[str, Tool]) -> list[ToolResultPart]:
         """Every call of a step runs at once; results keep the order of the calls."""
@@ -434,25 +353,6 @@ class Run:
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
-
-
-def _parse_args(call: PendingCall) -> None:
-    text = "".join(call.args_text).strip() or "{}"
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        call.error = (
-            f"the arguments for tool {call.name} are not valid JSON ({exc.msg} at char {exc.pos}): {text[:200]}"
-        )
-        return
-    if not isinstance(parsed, dict):
-        call.error = f"the arguments for tool {call.name} must be a JSON object, got {type(parsed).__name__}"
-        return
-    call.args = parsed
-
-
-def _part(call: PendingCall) -> ToolCallPart:
-    return ToolCallPart(tool_call_id=call.id, tool_name=call.name, args=call.args)
 
 
 def _record(result: ToolResultPart, call: PendingCall) -> ToolResultRecord:

@@ -182,8 +182,9 @@ class MessageReader:
             return [ToolCallStart(block["id"], block["name"])]
         if kind == "text" and block.get("text"):
             return [TextDelta(block["text"])]
-        if kind == "thinking" and block.get("thinking"):
-            return [ReasoningDelta(block["thinking"])]
+        if kind == "thinking":  # some gateways send the whole signed block here rather than as deltas
+            signed = [ReasoningEnd(signature=block["signature"])] if block.get("signature") else []
+            return ([ReasoningDelta(block["thinking"])] if block.get("thinking") else []) + signed
         if kind == "redacted_thinking":
             return [ReasoningEnd(redacted=block.get("data", ""))]
         return []
