@@ -22,6 +22,7 @@ from mcp.types import (
     CreateMessageRequestParams,
     CreateMessageResult,
     CreateMessageResultWithTools,
+    ImageContent,
     InputRequiredResult,
     SamplingCapability,
     SamplingToolsCapability,
@@ -183,22 +184,23 @@ async def test_parallel_subagents_sample_in_the_same_rounds() -> None:
     assert len(served.versions) == 4  # lead asks, both experts ask in one round, lead answers, result
 
 
-async def test_a_run_the_client_abandons_ends_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_run_the_client_leaves_waiting_ends_and_the_next_round_gets_its_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(sampling_rounds, "ANSWER_TIMEOUT_S", 0.05)
     served = helper()
-    parked_runs: list[asyncio.Task[Any]] = []
-
-    async def refusing(context: object, params: CreateMessageRequestParams) -> CreateMessageResult:
-        parked_runs.extend(parked.task for parked in sampling_rounds._parked.values())
-        raise RuntimeError("the user said no")
-
-    async with Client(served.server, sampling_callback=refusing) as client:
-        with pytest.raises(Exception):  # noqa: B017 - the client's own failure, whatever its type
-            await client.call_tool("ask", {"message": "hello"})
-    await asyncio.wait(parked_runs)
-    error = served.results[0].error
-    assert error is not None and "did not come back with the sampling answer within 0.05 s" in error.message
-    assert not sampling_rounds._parked
+    async with Client(served.server, sampling_callback=plain_callback) as client:
+        first = await client.session.call_tool("ask", {"message": "hi"}, allow_input_required=True)
+        assert isinstance(first, InputRequiredResult)
+        await asyncio.wait([parked.task for parked in sampling_rounds._parked.values()])
+        answer = CreateMessageResult(role="assistant", model="m", content=TextContent(text="too late"))
+        late = await client.session.call_tool(
+            "ask", {"message": "hi"}, input_responses={"sample-1": answer}, request_state=first.request_state
+        )
+    expected = "sampling: the MCP client did not come back with the sampling answer within 0.05 s"
+    assert late.content[0].text == expected
+    assert served.results[0].error is not None and served.results[0].error.message == expected
+    assert not sampling_rounds._parked  # the round that took the outcome let the run go
 
 
 @pytest.mark.parametrize(
@@ -256,10 +258,11 @@ async def test_cancelling_the_tool_call_stops_the_parked_run() -> None:
 
 
 @asynccontextmanager
-async def over_http(server: MCPServer) -> AsyncIterator[str]:
+async def over_http(server: MCPServer, *, stateless: bool = False) -> AsyncIterator[str]:
     """Serves the MCP server over streamable HTTP from uvicorn on its own thread and loop."""
     sock = socket.create_server(("127.0.0.1", 0))
-    config = uvicorn.Config(server.streamable_http_app(), lifespan="on", log_level="warning")
+    app = server.streamable_http_app(stateless_http=stateless)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -315,3 +318,27 @@ async def test_a_replayed_round_cannot_drive_the_run_twice() -> None:
     assert replay.is_error and "already in a round" in replay.content[0].text
     assert isinstance(rounds[0], InputRequiredResult)  # the real round goes on: the model's next turn
     assert rounds[0].input_requests is not None and list(rounds[0].input_requests) == ["sample-2"]
+
+
+async def test_an_older_client_on_stateless_http_is_told_why_sampling_cannot_work() -> None:
+    """Stateless HTTP keeps no handshake, so the server cannot even see that a 2025-11-25 client offers sampling."""
+    served = helper()
+    async with over_http(served.server, stateless=True) as url, httpx2.AsyncClient(timeout=30) as http:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, mode="legacy", sampling_callback=plain_callback) as client:
+            result = await client.call_tool("ask", {"message": "hello"})
+    text = result.content[0].text
+    assert "or over stateless HTTP with a client older than protocol 2026-07-28" in text
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_answer_without_text_is_an_error_not_an_empty_reply(mode: str) -> None:
+    served = helper()
+
+    async def picture(context: object, params: CreateMessageRequestParams) -> CreateMessageResult:
+        image = ImageContent(data="aGk=", mime_type="image/png")
+        return CreateMessageResult(role="assistant", model="m", content=image)
+
+    async with Client(served.server, mode=mode, sampling_callback=picture) as client:
+        result = await client.call_tool("ask", {"message": "draw"})
+    assert result.content[0].text == "sampling: the client's model answered with image content only; agents read text"

@@ -35,7 +35,7 @@ async def run_with_sampling(
     with_tools = sampling.tools is not None
     if ctx.protocol_version is not None and is_version_at_least(ctx.protocol_version, ROUNDS_VERSION):
         return await run_in_rounds(ctx, work, with_tools=with_tools)
-    if not ctx.session.can_send_request:  # an older client over stateless HTTP: no way to ask
+    if not ctx.session.can_send_request:
         return await work(None)
     return await work(BackChannelSampler(ctx, with_tools=with_tools))
 

@@ -26,6 +26,11 @@ from .sampling_wire import ClientSampler, SamplingResult
 
 ANSWER_TIMEOUT_S = 600.0
 """How long a parked run waits for the client's next round: the lifetime of the SDK's sealed request state."""
+OUTCOME_KEPT_S = 600.0
+"""How long a run that ended between rounds keeps its outcome for the client's next round."""
+QUIET_S = 0.05
+"""After a first question, how long the run may stay silent before the round closes: concurrent subagents then
+ask in one round, and each round counts against the client's limit (10 by default in the Python SDK)."""
 
 
 @dataclass
@@ -104,12 +109,16 @@ async def run_in_rounds(
         parked.take_answers(ctx.input_responses or {})
     parked.in_round = True
     try:
-        return await _next_round(run_key, parked)
-    except BaseException:  # the client cancelled or went away: the run stops with it
+        outcome = await _next_round(run_key, parked)
+    except BaseException:  # the client cancelled or went away, or the run failed: either way it is over
         parked.task.cancel()
+        _parked.pop(run_key, None)
         raise
     finally:
         parked.in_round = False
+    if parked.task.done():
+        _parked.pop(run_key, None)
+    return outcome
 
 
 def _park(work: Callable[[Sampler], Awaitable[T]], with_tools: bool) -> tuple[str, _Parked]:
@@ -117,29 +126,22 @@ def _park(work: Callable[[Sampler], Awaitable[T]], with_tools: bool) -> tuple[st
     run_key = secrets.token_urlsafe(16)
     parked = _Parked(asyncio.create_task(work(sampler)), sampler)
     _parked[run_key] = parked
-    parked.task.add_done_callback(lambda task: _forget(run_key, task))
+    parked.task.add_done_callback(lambda task: _keep_outcome(run_key, task))
     return run_key, parked
 
 
-def _forget(run_key: str, task: asyncio.Task[Any]) -> None:
-    """Drops a finished run; its outcome reaches the client only if a round is still waiting on it."""
-    _parked.pop(run_key, None)
+def _keep_outcome(run_key: str, task: asyncio.Task[Any]) -> None:
+    """A run that ends between rounds keeps its outcome for the client's next round, for a while."""
+    asyncio.get_running_loop().call_later(OUTCOME_KEPT_S, _parked.pop, run_key, None)
     if not task.cancelled():
         task.exception()  # marks it retrieved: an abandoned run's failure is not an unhandled error
 
 
 async def _next_round(run_key: str, parked: _Parked) -> Any:
     """The run's result, or the sampling requests it waits on (unanswered ones are asked again)."""
-    questions = parked.sampler.questions
+    parked.asked = {key: q for key, q in parked.asked.items() if not q.answer.done()}
     if not parked.asked:
-        waiting = asyncio.ensure_future(questions.get())
-        try:
-            await asyncio.wait({parked.task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-        first = [waiting.result()] if waiting.done() and not waiting.cancelled() else []
-        for question in first + [questions.get_nowait() for _ in range(questions.qsize())]:
-            parked.asked[question.key] = question
+        await _collect_questions(parked)
     if parked.task.cancelled():
         raise ToolError("the agent run was cancelled before it finished; call the tool again")
     if parked.task.done():
@@ -148,6 +150,23 @@ async def _next_round(run_key: str, parked: _Parked) -> Any:
         input_requests={key: q.request for key, q in parked.asked.items()},
         request_state=json.dumps({"run": run_key}),
     )
+
+
+async def _collect_questions(parked: _Parked) -> None:
+    """Waits until the run ends, or asks and then stays quiet for QUIET_S."""
+    quiet: float | None = None
+    while not parked.task.done():
+        waiting = asyncio.ensure_future(parked.sampler.questions.get())
+        try:
+            await asyncio.wait({parked.task, waiting}, timeout=quiet, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if not waiting.done() or waiting.cancelled():
+            return
+        question = waiting.result()
+        if not question.answer.done():  # its asker may have been cancelled meanwhile
+            parked.asked[question.key] = question
+            quiet = QUIET_S
 
 
 def _run_key(request_state: str) -> str:

@@ -36,7 +36,10 @@ class ClientSampler:
         self.with_tools = with_tools
 
     async def sample(self, request: ModelRequest, hint: str | None = None) -> SampledTurn:
-        message = render(request, hint, self.with_tools)
+        try:
+            message = render(request, hint, self.with_tools)
+        except ValueError as exc:  # MCP's rules for tool-use and tool-result turns
+            raise ModelError("sampling", f"the conversation cannot be sent as a sampling request: {exc}") from exc
         try:
             result = await self.ask(message)
         except ModelError:
@@ -75,6 +78,9 @@ def to_turn(result: SamplingResult) -> SampledTurn:
     blocks = result.content_as_list if isinstance(result, CreateMessageResultWithTools) else [result.content]
     text = "".join(b.text for b in blocks if isinstance(b, TextContent))
     calls = [SampledCall(id=b.id, name=b.name, args=dict(b.input)) for b in blocks if isinstance(b, ToolUseContent)]
+    if not text and not calls and blocks:
+        kinds = ", ".join(sorted({b.type for b in blocks}))
+        raise ModelError("sampling", f"the client's model answered with {kinds} content only; agents read text")
     return SampledTurn(text=text, tool_calls=calls, stop_reason=result.stop_reason, model=result.model)
 
 

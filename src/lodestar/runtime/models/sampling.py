@@ -14,7 +14,8 @@ from .base import CallContext, Finish, ModelError, ModelEvent, ModelRequest, Tex
 
 NO_SAMPLER = (
     "the 'sampling' model asks the connected MCP client's model, and no connected client offers sampling "
-    "(or the agent runs outside an MCP request). Set LODESTAR_MODEL (e.g. openai/gpt-5-mini) or pass "
+    "(or the agent runs outside an MCP request, or over stateless HTTP with a client older than protocol "
+    "2026-07-28). Set LODESTAR_MODEL (e.g. openai/gpt-5-mini) or pass "
     "model= to the agent, or connect a client that supports sampling"
 )
 
