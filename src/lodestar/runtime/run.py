@@ -14,13 +14,7 @@ from .answer import Answer, PendingCall
 from .chunks import Chunk, chunk, discard
 from .context import ToolContext
 from .memory import Memory
-from .messages import (
-    Message,
-    ToolResultPart,
-    new_id,
-    text_message,
-    to_messages,
-)
+from .messages import Message, ToolResultPart, new_id, text_message, to_messages
 from .models import resolve_model
 from .models.base import (
     CallContext,

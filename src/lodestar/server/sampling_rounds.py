@@ -24,6 +24,7 @@ from ..runtime.models.base import ModelError
 from ..runtime.models.sampling import Sampler
 from .sampling_wire import ClientSampler, SamplingResult
 
+T = TypeVar("T")
 ANSWER_TIMEOUT_S = 600.0
 """How long a parked run waits for the client's next round: the lifetime of the SDK's sealed request state."""
 OUTCOME_KEPT_S = 600.0
@@ -86,7 +87,6 @@ def _settle(future: asyncio.Future[SamplingResult], answer: Any) -> None:
 
 
 _parked: dict[str, _Parked] = {}
-T = TypeVar("T")
 
 
 async def run_in_rounds(

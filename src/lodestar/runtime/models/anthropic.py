@@ -77,7 +77,7 @@ def wire_system(request: ModelRequest) -> str:
     return "\n\n".join(text for text in texts if text)
 
 
-def wire_messages(messages: list[Message], *, with_tools: bool = True) -> list[dict[str, Any]]:
+def wire_messages(messages: list[Message], *, with_tools: bool) -> list[dict[str, Any]]:
     """Strictly alternating user/assistant turns: tool results are user content, same-role neighbours merge.
     The API refuses tool blocks in a request without tools, so those turns are then told as text."""
     wire: list[dict[str, Any]] = []
