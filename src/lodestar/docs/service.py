@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from lodestar import __version__
 from lodestar.docs.analysis import correctable, query_words
 from lodestar.docs.errors import CorpusError, DocsError
+from lodestar.docs.limits import DocsLimits
 from lodestar.docs.models import (
     CorporaResult,
     CorpusInfo,
@@ -79,8 +80,11 @@ class PageText:
 
 
 class DocsService:
-    def __init__(self, specs: list[str], cache_dir: Path, *, bundled: bool = True) -> None:
+    def __init__(
+        self, specs: list[str], cache_dir: Path, *, bundled: bool = True, limits: DocsLimits | None = None
+    ) -> None:
         self.specs = list(specs)
+        self.limits = limits or DocsLimits.from_env()
         self.cache_dir = cache_dir
         self.bundled = bundled
         self.corpora: dict[str, Corpus] = {}
