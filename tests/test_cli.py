@@ -47,7 +47,7 @@ def test_search_json(cache_dir: Path, example: str) -> None:
     proc = run(cache_dir, "search", "streamUntilIdle background tasks", "--corpus", example, "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert set(data) == {"query", "total", "hits", "suggestion"}
+    assert set(data) == {"query", "total", "hits", "suggestion", "unavailable", "notes"}
     assert data["query"] == "streamUntilIdle background tasks"
     assert data["hits"], data
     assert {hit["corpus"] for hit in data["hits"]} == {"example"}

@@ -30,7 +30,7 @@ LONG_PAGE = (
         f"## Part {i}\n\n" + f"Paragraph ünïcode words about lighthouse keeping, number {i}. " * 12 for i in range(12)
     )
 )
-SEARCH_FIELDS = {"query", "total", "hits", "suggestion"}
+SEARCH_FIELDS = {"query", "total", "hits", "suggestion", "unavailable", "notes"}
 HIT_FIELDS = {"corpus", "version", "path", "title", "heading", "anchor", "score", "snippet"}
 
 
@@ -309,7 +309,8 @@ async def test_list_corpora(tmp_path: Path, cache_dir: Path, corpus: Path) -> No
     assert example["source"] == str(corpus)
     assert example["documents"] == len(PAGES) + 1  # the long page; the outside symlink is not indexed
     assert example["sections"] >= 12
-    assert set(example) == {"name", "version", "source", "documents", "sections"}
+    assert set(example) == {"name", "version", "source", "documents", "sections", "status", "error"}
+    assert example["status"] == "ready"
     assert f"example {example['version']}" in text_of(result)
 
 

@@ -29,6 +29,12 @@ class SearchResult(BaseModel):
     total: int = Field(description="Number of matching pages")
     hits: list[SearchHit]
     suggestion: str | None = Field(description="A spelling-corrected query, when a query word was unknown")
+    unavailable: list[str] = Field(
+        default_factory=list, description="Corpora this search should have covered but could not: list_corpora says why"
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="What limited this answer: a trimmed query, an unavailable corpus, an offset"
+    )
 
 
 class DocPage(BaseModel):
@@ -58,6 +64,8 @@ class CorpusInfo(BaseModel):
     source: str
     documents: int
     sections: int
+    status: Literal["ready", "failed"] = "ready"
+    error: str | None = Field(None, description="Why a failed corpus could not be loaded, and what to do")
 
 
 class CorporaResult(BaseModel):

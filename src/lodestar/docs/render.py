@@ -9,8 +9,10 @@ def render_search(result: SearchResult) -> str:
     lines = []
     if result.suggestion:
         lines.append(f"Searched for: {result.suggestion} (corrected from: {result.query})")
+    lines.extend(f"Note: {note}" for note in result.notes)
     if not result.hits:
-        lines.append(f"No results for {result.query!r}. Try other words, or list_docs to browse.")
+        where = " in the corpora that are loaded" if result.unavailable else ""
+        lines.append(f"No results for {result.query!r}{where}. Try other words, or list_docs to browse.")
         return "\n".join(lines)
     lines.append(f"{len(result.hits)} results for {result.query!r} ({result.total} matching pages):")
     for rank, hit in enumerate(result.hits, 1):
@@ -38,5 +40,8 @@ def render_corpora(result: CorporaResult) -> str:
     if not result.corpora:
         return "No corpora loaded."
     return "\n".join(
-        f"{c.name} {c.version}: {c.documents} pages, {c.sections} sections ({c.source})" for c in result.corpora
+        f"{c.name}: FAILED: {c.error} ({c.source})"
+        if c.status == "failed"
+        else f"{c.name} {c.version}: {c.documents} pages, {c.sections} sections ({c.source})"
+        for c in result.corpora
     )

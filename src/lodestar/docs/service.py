@@ -88,7 +88,8 @@ class DocsService:
         self.cache_dir = cache_dir
         self.bundled = bundled
         self.corpora: dict[str, Corpus] = {}
-        self.failures: dict[str, str] = {}
+        self.failures: dict[str, str] = {}  # corpus name -> why it is not loaded
+        self.failed_sources: dict[str, str] = {}
         self.ready = threading.Event()
         self.load_notes: list[str] = []
         self.spec_names: dict[str, str] = {}  # --corpus spec -> corpus name
@@ -118,15 +119,16 @@ class DocsService:
                 status = "built in a child process" if opened.built == "cached" else opened.built
             searcher = CorpusSearcher(opened)
         except CorpusError as exc:
-            self._fail(source.name, str(exc))
+            self._fail(source.name, source.source, str(exc))
             return f"{source.name}: failed: {exc}"
         except Exception as exc:  # one broken corpus must not take the others down with it
             log.exception("loading corpus %s", source.name)
-            self._fail(source.name, f"unexpected {type(exc).__name__}: {exc}; see the server log")
+            self._fail(source.name, source.source, f"unexpected {type(exc).__name__}: {exc}; see the server log")
             return f"{source.name}: failed: {exc}"
         # A replaced searcher is left to the garbage collector: a search on the event loop may still hold it.
         self.corpora[source.name] = Corpus(source, opened.manifest, searcher)
         self.failures.pop(source.name, None)
+        self.failed_sources.pop(source.name, None)
         note = f"{source.name}: {status}"
         self.load_notes.append(note)
         return note
@@ -136,6 +138,7 @@ class DocsService:
         source = self.select(name)[0].source
         note = self._open(source)
         if source.name in self.failures:  # the previous index stays in use
+            self.failed_sources.pop(source.name)
             raise DocsError(f"refreshing {source.name} failed: {self.failures.pop(source.name)}")
         return note
 
@@ -152,18 +155,22 @@ class DocsService:
             try:
                 source = resolve(spec, self.cache_dir)
             except CorpusError as exc:
-                self._fail(split_spec(spec)[0] or spec, str(exc))
+                name, raw = split_spec(spec)
+                self._fail(name or spec, raw, str(exc))
                 continue
             if any(s.name == source.name for s in sources):
-                self._fail(spec, f"corpus name {source.name!r} is taken: give another with NAME={source.source}")
+                self._fail(
+                    spec, source.source, f"corpus name {source.name!r} is taken: give another with NAME={source.source}"
+                )
                 continue
             sources.append(source)
             self.spec_names[spec] = source.name
         return sources
 
-    def _fail(self, name: str, message: str) -> None:
+    def _fail(self, name: str, source: str, message: str) -> None:
         log.error("corpus %s not loaded: %s", name, message)
         self.failures[name] = message
+        self.failed_sources[name] = source
 
     def close(self) -> None:
         for corpus in self.corpora.values():
@@ -178,8 +185,8 @@ class DocsService:
         _check_range("offset", offset, 0, 1000)
         prefix = _clean_prefix(path_prefix or "")
         selected = self.select(corpus)
-        words = query_words(query)
-        corrected = _corrections(words, selected)
+        query, words, notes = _bounded(query, self.limits)
+        corrected = _corrections(words, selected, self.limits)
         text = " ".join(corrected.get(w.lower(), w) for w in words)
         found: list[tuple[float, Corpus, Match]] = []
         total, terms = 0, []
@@ -190,7 +197,18 @@ class DocsService:
             found.extend((m.score, item, m) for m in matches.matches)
         ranked = heapq.nlargest(offset + limit, found, key=lambda f: f[0])[offset:]
         hits = [self._hit(item, match, terms) for _, item, match in ranked]
-        return SearchResult(query=query, total=total, hits=hits, suggestion=_suggestion(query, corrected))
+        unavailable = [] if corpus else list(self.failures)
+        notes += [f"corpus {name} was not searched: it failed to load ({self.failures[name]})" for name in unavailable]
+        if offset and not hits and total:
+            notes.append(f"offset {offset} is past the last hit: {total} pages match; use a smaller offset")
+        return SearchResult(
+            query=query,
+            total=total,
+            hits=hits,
+            suggestion=_suggestion(query, corrected),
+            unavailable=unavailable,
+            notes=notes,
+        )
 
     def _hit(self, corpus: Corpus, match: Match, terms: list[str]) -> SearchHit:
         from lodestar.docs.search import snippet
@@ -262,7 +280,13 @@ class DocsService:
         return ListResult(entries=entries)
 
     def list_corpora(self) -> CorporaResult:
-        return CorporaResult(corpora=[c.info() for c in self.corpora.values()])
+        self.ready.wait()
+        failed = [
+            CorpusInfo(name=name, version="", source=self.failed_sources[name], documents=0, sections=0,
+                       status="failed", error=error)
+            for name, error in list(self.failures.items())
+        ]  # fmt: skip
+        return CorporaResult(corpora=[c.info() for c in self.corpora.values()] + failed)
 
     # Lookup
 
@@ -404,12 +428,38 @@ def _list_corpus(corpus: Corpus, prefix: str, depth: int) -> list[ListEntry]:
     return [entries[key] for key in sorted(entries)]
 
 
-def _corrections(words: list[str], corpora: list[Corpus]) -> dict[str, str]:
-    """Words no searched corpus knows, mapped to the closest word any of them knows."""
+def _bounded(query: str, limits: DocsLimits) -> tuple[str, list[str], list[str]]:
+    """The query within the character and word bounds (cut at a word end when there is one), its words,
+    and notes saying what was cut: work on a query stays bounded whatever a client sends."""
+    notes: list[str] = []
+    if len(query) > limits.max_query_chars:
+        kept = query[: limits.max_query_chars]
+        if query[len(kept)].isalnum() and re.search(r"\W", kept):
+            kept = re.sub(r"\w+$", "", kept)
+        notes.append(f"the query was cut from {len(query)} to {len(kept)} characters (LODESTAR_MAX_QUERY_CHARS)")
+        query = kept
+    words = query_words(query)
+    if len(words) > limits.max_query_words:
+        notes.append(
+            f"only the first {limits.max_query_words} of {len(words)} words were searched (LODESTAR_MAX_QUERY_WORDS)"
+        )
+        words = words[: limits.max_query_words]
+    return query, words, notes
+
+
+def _corrections(words: list[str], corpora: list[Corpus], limits: DocsLimits) -> dict[str, str]:
+    """Words no searched corpus knows, mapped to the closest word any of them knows. A spelling lookup
+    costs milliseconds, so one query makes a bounded number of them, on words of a bounded length."""
     corrected: dict[str, str] = {}
-    for word in {w.lower() for w in words}:
-        if not correctable(word) or any(c.searcher.known(word) for c in corpora):
+    lookups = 0
+    for word in dict.fromkeys(w.lower() for w in words):
+        if lookups >= limits.max_spelling_lookups:
+            break
+        if len(word) > limits.max_spelling_word_chars or not correctable(word):
             continue
+        if any(c.searcher.known(word) for c in corpora):
+            continue
+        lookups += 1
         best = min(filter(None, (c.searcher.closest(word) for c in corpora)), default=None)
         if best is not None:
             corrected[word] = best[2]

@@ -11,6 +11,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from lodestar._loops import PerLoop
 from lodestar.docs import render
 from lodestar.docs.errors import DocsError
 from lodestar.docs.models import CorporaResult, DocPage, ListResult, SearchResult
@@ -21,13 +22,21 @@ CorpusArg = Annotated[str | None, Field(description="Corpus name (list_corpora s
 
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+DOCS_THREADS = 8  # docs calls at once; more wait their turn, and neither blocks the event loop
+_threads = PerLoop(lambda: anyio.CapacityLimiter(DOCS_THREADS))
+
+
+async def _off_loop(work: Callable[[], T]) -> T:
+    """Runs a docs call on a worker thread: a slow search must never delay other clients or /health."""
+    return await anyio.to_thread.run_sync(work, limiter=_threads.get_current())
 
 
 async def _call(docs: DocsService, operation: Callable[[], M], text: Callable[[M], str]) -> CallToolResult:
     """Answers with text and structured content; service errors become tool errors with their message."""
     await _loaded(docs)
     try:
-        result = operation()
+        result = await _off_loop(operation)
     except DocsError as exc:
         return _error(str(exc))
     return CallToolResult(
@@ -95,7 +104,7 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
             return _error(str(exc))
         for done, name in enumerate(names, 1):
             try:
-                note = await anyio.to_thread.run_sync(docs.refresh, name)
+                note = await _off_loop(lambda name=name: docs.refresh(name))
             except DocsError as exc:
                 return _error(str(exc))
             await ctx.report_progress(done, len(names), note)
@@ -110,6 +119,6 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
 async def _read_resource(docs: DocsService, corpus: str, path: str) -> str:
     await _loaded(docs)
     try:
-        return docs.read_all(corpus, path)
+        return await _off_loop(lambda: docs.read_all(corpus, path))
     except DocsError as exc:
         raise ResourceNotFoundError(str(exc)) from exc
