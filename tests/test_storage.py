@@ -256,3 +256,44 @@ def test_default_db_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setenv("XDG_STATE_HOME", "")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_db_path() == tmp_path / "home" / ".local" / "state" / "lodestar" / "lodestar.db"
+
+
+@pytest.mark.parametrize("content", [b"not a database, just text\n" * 200, b"SQLite format 3\x00" + b"\xff" * 200])
+async def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(content)
+    store = SQLiteStorage(path)
+    with pytest.raises(RuntimeError, match="is not a SQLite database") as info:
+        await store.list_threads()
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == content
+    assert not (tmp_path / "notes.db-wal").exists()
+    await store.close()
+
+
+@pytest.mark.parametrize("app_id", [0, 0x12345678])
+async def test_another_programs_database_is_refused_untouched(tmp_path: Path, app_id: int) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE invoices (id INTEGER)")
+        raw.execute(f"PRAGMA application_id={app_id}")
+    before = path.read_bytes()
+    store = SQLiteStorage(path)
+    with pytest.raises(RuntimeError, match="belongs to another program") as info:
+        await store.save_thread(thread("t1"))
+    assert str(path) in str(info.value) and ("invoices" in str(info.value) or "0x12345678" in str(info.value))
+    assert path.read_bytes() == before
+    await store.close()
+
+
+async def test_our_database_carries_our_application_id(tmp_path: Path) -> None:
+    path = tmp_path / "lodestar.db"
+    store = SQLiteStorage(path)
+    await store.save_thread(thread("t1"))
+    await store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA application_id").fetchone()[0] == 0x4C4F4453
+        raw.execute("PRAGMA application_id=0")  # as written before the id was set: still ours
+    reopened = SQLiteStorage(path)
+    assert (await reopened.get_thread("t1")) is not None
+    await reopened.close()

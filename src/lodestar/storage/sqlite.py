@@ -16,6 +16,9 @@ from .models import StoredMessage, Thread, utcnow
 
 T = TypeVar("T")
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4C4F4453  # "LODS" in the file header: marks the file as Lodestar's
+TABLES = frozenset({"threads", "messages", "sqlite_sequence"})
+_OWN_PATH = "give Lodestar a database path of its own (LODESTAR_DB)"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
     id TEXT PRIMARY KEY,
@@ -61,6 +64,11 @@ class SQLiteStorage:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=5000")
+        try:
+            _check_ours(conn, self.path)
+        except BaseException:
+            conn.close()
+            raise
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()
@@ -70,7 +78,10 @@ class SQLiteStorage:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        conn.executescript(
+            f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; "
+            f"PRAGMA application_id={APPLICATION_ID}; COMMIT;"
+        )
         return conn
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -148,6 +159,20 @@ class SQLiteStorage:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _check_ours(conn: sqlite3.Connection, path: str) -> None:
+    """Refuses, before anything is written, a file that is not a database or is another program's:
+    ours carry our application id, or (written before it was set) hold only our tables."""
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise RuntimeError(f"{path} is not a SQLite database ({exc}): {_OWN_PATH}") from None
+    if app_id == APPLICATION_ID or (app_id == 0 and tables <= TABLES):
+        return
+    owner = f"application id {app_id:#x}" if app_id else "tables " + ", ".join(sorted(tables - TABLES))
+    raise RuntimeError(f"{path} belongs to another program ({owner}); Lodestar will not write to it: {_OWN_PATH}")
 
 
 def _row(thread: Thread) -> tuple[Any, ...]:
