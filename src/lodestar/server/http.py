@@ -101,7 +101,7 @@ async def serve_http(server: MCPServer, settings: Settings) -> None:
     except ConfigError as exc:
         sys.exit(f"lodestar-mcp: {exc}")
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY only then
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((settings.host, settings.port))
