@@ -150,7 +150,7 @@ class DocsService:
             sources.append(CorpusSource(name=BUNDLED, source="bundled", root=bundled_root(), version=__version__))
         for spec in self.specs:
             try:
-                source = resolve(spec, self.cache_dir)
+                source = resolve(spec, self.cache_dir, self.limits)
             except CorpusError as exc:
                 self._fail(split_spec(spec)[0] or spec, str(exc))
                 continue
