@@ -229,6 +229,8 @@ def _members(tar: tarfile.TarFile, tarball: Path, limits: DocsLimits) -> list[ta
         if member.size > limits.max_package_member_bytes:
             what = f"entry {member.name} ({member.size} bytes)"
             raise _over_limit(tarball, "max_package_member_bytes", limits, what)
+        if member.offset_data + member.size > limits.max_package_bytes:
+            raise _over_limit(tarball, "max_package_bytes", limits, "its unpacked size")
         if member.isfile():
             files.append(member)
     return files
@@ -263,7 +265,8 @@ class _BoundedStream:
         return self.raw.tell()
 
     def _check(self, position: int) -> None:
-        # A tar stream ends with two empty blocks and is padded to whole records: allow for them.
+        # _members checks each entry's end; this catches headers that claim more. A tar stream ends with
+        # two empty blocks and is padded to whole records: allow for them.
         if position > self.limits.max_package_bytes + tarfile.RECORDSIZE:
             raise _over_limit(self.tarball, "max_package_bytes", self.limits, "its unpacked size")
 
