@@ -19,7 +19,7 @@ import pytest
 from conftest import PAGES, make_tgz, write_corpus
 
 from lodestar.docs import index as index_module
-from lodestar.docs.errors import CorpusError
+from lodestar.docs.errors import CorpusError, DocsError
 from lodestar.docs.index import index_dir, open_index
 from lodestar.docs.limits import DocsLimits
 from lodestar.docs.render import render_list
@@ -110,6 +110,17 @@ def test_links_fifos_and_devices_are_skipped_once_each(
     listed = {e.path for e in service.list("docs/", depth=3).entries}
     assert listed == {"docs/overview.md", "docs/agents/", "docs/agents/memory.md"}
     assert service.search("semantic recall").hits[0].path == "docs/agents/memory.md"
+
+
+def test_read_doc_of_a_page_that_became_a_fifo_is_an_error_not_a_hang(
+    corpus_dir: Path, service_for: Callable[..., DocsService]
+) -> None:
+    service = service_for(str(corpus_dir))
+    page = corpus_dir / "docs" / "overview.md"
+    page.unlink()
+    os.mkfifo(page)
+    with pytest.raises(DocsError, match="not a regular file"):
+        bounded(lambda: service.read("docs/overview.md"))
 
 
 def test_a_page_over_max_page_bytes_is_skipped(

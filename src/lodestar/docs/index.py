@@ -42,7 +42,7 @@ SCHEMA_VERSION = f"4/{__version__}"  # analysis may change between releases: reb
 MANIFEST = "manifest.json"
 SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
 _BAD_NAME_CHARS = frozenset({"Cc", "Cs", "Zl", "Zp"})  # controls, undecodable bytes, line breaks
-_MAX_SKIPPED = 10_000
+_MAX_SKIPPED = 10_000  # remembered warnings (see _skip): forgotten all at once past this many
 _skipped: set[tuple[str, str]] = set()
 
 
@@ -152,23 +152,25 @@ def _page_stat(full: Path, real_root: Path, max_page_bytes: int) -> os.stat_resu
     """The stat of a page that can be indexed, or why it cannot."""
     try:
         st = full.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            if not full.resolve().is_relative_to(real_root):
-                return "it links outside the corpus root"
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            inside = full.resolve(strict=True).is_relative_to(real_root)
             st = full.stat()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
-        return f"it is a link that leads nowhere ({getattr(exc, 'strerror', None) or exc})"
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
+            return f"it is a link that leads nowhere ({getattr(exc, 'strerror', None) or exc})"
+        if not inside:
+            return "it links outside the corpus root"
     if not stat.S_ISREG(st.st_mode):
         return "it is not a regular file (a FIFO, device or socket)"
     if st.st_size > max_page_bytes:
-        return _too_big(st.st_size, max_page_bytes)
+        return (
+            f"{st.st_size} bytes is over max_page_bytes={max_page_bytes} (set {env_var('max_page_bytes')} to index it)"
+        )
     if not os.access(full, os.R_OK):
         return "permission denied"
     return st
-
-
-def _too_big(size: int, max_page_bytes: int) -> str:
-    return f"{size} bytes is over max_page_bytes={max_page_bytes} (set {env_var('max_page_bytes')} to index it)"
 
 
 def _skip(path: object, why: str) -> None:
