@@ -13,6 +13,7 @@ from conftest import PAGES, write_corpus
 
 from lodestar.docs.errors import CorpusError, DocsError
 from lodestar.docs.index import OpenedIndex, index_dir, open_index, scan
+from lodestar.docs.limits import DocsLimits
 from lodestar.docs.search import CorpusSearcher
 from lodestar.docs.service import DocsService
 from lodestar.docs.sources import CorpusSource
@@ -245,7 +246,7 @@ def test_symlink_out_of_the_corpus_is_skipped(corpus_dir: Path, cache_dir: Path,
     except OSError:
         pytest.skip("symlinks are not available here")
 
-    found = scan(corpus_dir)
+    found = scan(corpus_dir, DocsLimits().max_page_bytes)
     assert "docs/leak.md" not in found
     assert not any(p.startswith("linked/") for p in found)
     assert "docs/alias.md" in found  # a link that stays inside the corpus is a page
@@ -265,7 +266,7 @@ def test_hidden_and_dependency_folders_are_not_scanned(corpus_dir: Path) -> None
         corpus_dir,
         {".git/notes.md": "# x\n", "node_modules/pkg/readme.md": "# y\n", "docs/notes.txt": "not markdown\n"},
     )
-    assert sorted(scan(corpus_dir)) == sorted(PAGES)
+    assert sorted(scan(corpus_dir, DocsLimits().max_page_bytes)) == sorted(PAGES)
 
 
 def test_a_corpus_without_markdown_is_a_corpus_error(tmp_path: Path, cache_dir: Path) -> None:
@@ -304,3 +305,28 @@ def test_a_fresh_searcher_counts_pages(corpus_dir: Path, cache_dir: Path) -> Non
         assert searcher.search("agent", 5).total == 1  # three sections of one page
     finally:
         searcher.close()
+
+
+def test_builds_reading_more_than_child_build_bytes_go_to_a_child(corpus_dir: Path, cache_dir: Path) -> None:
+    """The child gets this process's limits: the page over max_page_bytes stays out of its index too."""
+    (corpus_dir / "big.md").write_text("# Big\n\n" + "walrus " * 300, "utf-8")
+    sizes = sum(len(text.encode()) for text in PAGES.values())
+    limits = DocsLimits(max_page_bytes=1024, child_build_bytes=sizes - 1)
+    service = DocsService([str(corpus_dir)], cache_dir, bundled=False, limits=limits)
+    service.load()
+    assert service.load_notes == [f"{EXAMPLE_NAME}: built in a child process"]
+    assert service.list_corpora().corpora[0].documents == len(PAGES)
+    service.close()
+
+    (corpus_dir / "docs" / "overview.md").write_text("# Overview\n\nA short page now.\n", "utf-8")
+    inline = DocsService([str(corpus_dir)], cache_dir, bundled=False, limits=limits)
+    inline.load()
+    assert inline.load_notes == [f"{EXAMPLE_NAME}: updated 1"]  # a few bytes to read: done in this process
+    inline.close()
+
+    now = sum(p.stat().st_size for p in corpus_dir.rglob("*.md*") if p.name != "big.md")
+    exact = DocsLimits(max_page_bytes=1024, child_build_bytes=now)  # not more than the limit: inline
+    fresh = DocsService([str(corpus_dir)], cache_dir / "fresh", bundled=False, limits=exact)
+    fresh.load()
+    assert fresh.load_notes == [f"{EXAMPLE_NAME}: built"]
+    fresh.close()

@@ -1,5 +1,7 @@
 """Index builds in a child process: a big build peaks at over 200 MB, which a long-lived server
-would otherwise keep (CPython rarely hands freed memory back). Run as `python -m lodestar.docs.build`."""
+would otherwise keep (CPython rarely hands freed memory back). Run as `python -m lodestar.docs.build`.
+
+Whether a build goes to a child is decided by the bytes it would read (DocsLimits.child_build_bytes)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lodestar.docs.sources import CorpusSource
+from lodestar.docs.limits import DocsLimits
+from lodestar.docs.sources import CorpusSource, writable_cache
 
 log = logging.getLogger(__name__)
 
-INLINE_LIMIT = 200  # files; fewer are indexed in the calling process
 
-
-def build_in_child(source: CorpusSource, cache_dir: Path) -> None:
+def build_in_child(source: CorpusSource, cache_dir: Path, limits: DocsLimits) -> None:
     """Index `source` in a child process; a failure is logged, and the caller then indexes itself."""
     command = [sys.executable, "-m", "lodestar.docs.build", "--name", source.name, "--root", str(source.root)]
-    command += ["--source", source.source, "--cache-dir", str(cache_dir)]
+    # The child writes where this process would: into its fallback when the cache is read-only.
+    command += ["--source", source.source, "--cache-dir", str(writable_cache(cache_dir))]
+    command += ["--limits", limits.model_dump_json()]
     if source.version:
         command += ["--version", source.version]
     # stdout may be an MCP stdio channel: the child writes only to stderr.
@@ -30,15 +33,16 @@ def build_in_child(source: CorpusSource, cache_dir: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m lodestar.docs.build")
-    for flag in ("--name", "--root", "--source", "--cache-dir"):
+    for flag in ("--name", "--root", "--source", "--cache-dir", "--limits"):
         parser.add_argument(flag, required=True)
     parser.add_argument("--version")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    from lodestar.docs.index import open_index
+    from lodestar.docs.index import open_index, skip_log
 
+    skip_log.setLevel(logging.ERROR)  # the parent scanned the same folder a moment ago and warned already
     source = CorpusSource(name=args.name, source=args.source, root=Path(args.root), version=args.version)
-    open_index(source, Path(args.cache_dir))
+    open_index(source, Path(args.cache_dir), DocsLimits.model_validate_json(args.limits))
 
 
 if __name__ == "__main__":

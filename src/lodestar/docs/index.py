@@ -4,6 +4,8 @@ An index lives in the user cache under a key derived from the corpus root. The m
 file's size, mtime and content hash, so an unchanged corpus opens without reading a page, a touched but
 unchanged file costs one hash, and changed files are re-indexed one by one. Writers take a file lock;
 full builds go to a temporary folder renamed into place, so concurrent processes never see half an index.
+An index that will not open is rebuilt once, under the lock; a cache that cannot be written falls back to
+a temporary one (sources.writable_cache).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,15 +30,20 @@ from whoosh.fields import ID, STORED, TEXT, Schema
 from lodestar import __version__
 from lodestar.docs.analysis import analyzer
 from lodestar.docs.errors import CorpusError
+from lodestar.docs.limits import DocsLimits, env_var
 from lodestar.docs.progress import Progress
 from lodestar.docs.sections import Page, Section, parse_page
-from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource, read_text
+from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource, cache_roots, read_text, writable_cache
 
 log = logging.getLogger(__name__)
+skip_log = logging.getLogger(f"{__name__}.skipped")  # files a scan leaves out; see _skip
 
 SCHEMA_VERSION = f"4/{__version__}"  # analysis may change between releases: rebuild on upgrade
 MANIFEST = "manifest.json"
 SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
+_BAD_NAME_CHARS = frozenset({"Cc", "Cs", "Zl", "Zp"})  # controls, undecodable bytes, line breaks
+_MAX_SKIPPED = 10_000  # remembered warnings (see _skip): forgotten all at once past this many
+_skipped: set[tuple[str, str]] = set()
 
 
 class SectionRecord(BaseModel):
@@ -102,61 +111,174 @@ def index_dir(cache_dir: Path, source: CorpusSource) -> Path:
     return cache_dir / "indexes" / f"{source.name}-{key}"
 
 
-def scan(root: Path) -> dict[str, os.stat_result]:
-    """Markdown files below root, by forward-slash relative path; links that leave root are skipped."""
+def scan(root: Path, max_page_bytes: int) -> dict[str, os.stat_result]:
+    """Markdown files below root, by forward-slash relative path.
+
+    Whatever cannot be read back as a page is skipped with a warning: links that leave root or lead nowhere,
+    FIFOs (opening one blocks forever), devices, unreadable or oversized files, names a path cannot carry."""
     found: dict[str, os.stat_result] = {}
     real_root = root.resolve()
-    for folder, dirs, files in os.walk(root, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:
+        _skip(exc.filename, f"the folder cannot be read ({exc.strerror})")
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
         for name in files:
             if not name.endswith(DOC_SUFFIXES):
                 continue
             full = Path(folder, name)
-            if full.is_symlink() and not full.resolve().is_relative_to(real_root):
-                log.warning("skipping %s: it links outside the corpus root", full)
-                continue
-            found[full.relative_to(root).as_posix()] = full.stat()
+            relative = full.relative_to(root).as_posix()
+            found_stat = _name_problem(relative) or _page_stat(full, real_root, max_page_bytes)
+            if isinstance(found_stat, str):
+                _skip(full, found_stat)
+            else:
+                found[relative] = found_stat
     return found
 
 
-def open_index(source: CorpusSource, cache_dir: Path, inline_limit: int | None = None) -> OpenedIndex | None:
-    """Open the corpus index, building or updating it first when the files changed.
+def _name_problem(relative: str) -> str | None:
+    """Why a path could not round-trip through search hits, read_doc and one-entry-per-line text."""
+    if "\\" in relative:
+        return "its name has a backslash, which read_doc takes for a folder separator"
+    if relative != relative.strip():
+        return "its name starts or ends with white space"
+    if not relative.isprintable() and any(unicodedata.category(c) in _BAD_NAME_CHARS for c in relative):
+        return "its name has control characters, line breaks or bytes that are not UTF-8"
+    return None
 
-    With `inline_limit`, returns None instead of indexing more files than that in this process."""
-    folder = index_dir(cache_dir, source)
-    stats = scan(source.root)
+
+def _page_stat(full: Path, real_root: Path, max_page_bytes: int) -> os.stat_result | str:
+    """The stat of a page that can be indexed, or why it cannot."""
+    try:
+        st = full.lstat()
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            inside = full.resolve(strict=True).is_relative_to(real_root)
+            st = full.stat()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
+            return f"it is a link that leads nowhere ({getattr(exc, 'strerror', None) or exc})"
+        if not inside:
+            return "it links outside the corpus root"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file (a FIFO, device or socket)"
+    if st.st_size > max_page_bytes:
+        return (
+            f"{st.st_size} bytes is over max_page_bytes={max_page_bytes} (set {env_var('max_page_bytes')} to index it)"
+        )
+    if not os.access(full, os.R_OK):
+        return "permission denied"
+    return st
+
+
+def _skip(path: object, why: str) -> None:
+    """One warning per file and reason in a process, however often the corpus is scanned again."""
+    key = (str(path), why)
+    if key in _skipped:
+        return
+    if len(_skipped) >= _MAX_SKIPPED:
+        _skipped.clear()
+    _skipped.add(key)
+    skip_log.warning("skipping %r: %s", str(path), why)
+
+
+def open_index(
+    source: CorpusSource, cache_dir: Path, limits: DocsLimits | None = None, inline_limit: int | None = None
+) -> OpenedIndex | None:
+    """Open the corpus index, building or updating it first when the files changed; heal a damaged one.
+
+    With `inline_limit`, returns None instead of reading more bytes than that in this process."""
+    limits = limits or DocsLimits()
+    stats = scan(source.root, limits.max_page_bytes)
     if not stats:
         raise CorpusError(f"corpus {source.name!r} has no .md or .mdx files under {source.root}")
-    manifest = _load_manifest(folder)
+    for root in cache_roots(cache_dir):
+        opened = _open_cached(index_dir(root, source), stats)
+        if opened is not None:
+            return opened
+    folder = index_dir(writable_cache(cache_dir), source)
+    manifest, _ = _load_manifest(folder)
     if manifest is not None and _unchanged(manifest, stats):
-        return OpenedIndex(whoosh_index.open_dir(folder), manifest, "cached")
-    if inline_limit is not None and _pending(manifest, stats) > inline_limit:
+        manifest = None  # its index did not open: it will be rebuilt
+    if inline_limit is not None and _pending_bytes(manifest, stats) > inline_limit:
         return None
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(folder.with_suffix(".lock")):
-        manifest = _load_manifest(folder)
-        if manifest is None:
-            manifest = _build(source, folder, stats)
-            return OpenedIndex(whoosh_index.open_dir(folder), manifest, "built")
-        changed = _update(source, folder, manifest, stats)
-        return OpenedIndex(whoosh_index.open_dir(folder), manifest, f"updated {changed}" if changed else "cached")
+    with _locked(folder.with_name(f"{folder.name}.lock")):
+        return _open_locked(source, folder, stats, limits)
 
 
-def _pending(manifest: Manifest | None, stats: dict[str, os.stat_result]) -> int:
-    """Files an update would read: all of them for a build, else the added, changed and removed ones."""
+def _open_cached(folder: Path, stats: dict[str, os.stat_result]) -> OpenedIndex | None:
+    """The index as it is, without the lock, when it matches the files and opens."""
+    manifest, _ = _load_manifest(folder)
+    if manifest is None or not _unchanged(manifest, stats):
+        return None
+    try:
+        return OpenedIndex(_open_checked(folder, manifest), manifest, "cached")
+    except Exception:  # damaged, or replaced by another process meanwhile: looked at again under the lock
+        return None
+
+
+def _open_locked(
+    source: CorpusSource, folder: Path, stats: dict[str, os.stat_result], limits: DocsLimits
+) -> OpenedIndex:
+    """Update the index, or build it when there is none or it is damaged (once: a second failure is an error)."""
+    manifest, why = _load_manifest(folder)
+    if manifest is not None:
+        try:
+            changed = _update(source, folder, manifest, stats, limits)
+            status = f"updated {changed}" if changed else "cached"
+            return OpenedIndex(_open_checked(folder, manifest), manifest, status)
+        except Exception as exc:
+            why = f"it is damaged ({type(exc).__name__}: {exc})"
+    if why:
+        log.warning("rebuilding the index of %s in %s: %s", source.name, folder, why)
+    manifest = _build(source, folder, stats, limits)
+    try:
+        index = _open_checked(folder, manifest)
+    except Exception as exc:
+        raise CorpusError(
+            f"the index of {source.name} in {folder} does not open even after a rebuild ({type(exc).__name__}: "
+            f"{exc}); delete that folder, or set LODESTAR_CACHE_DIR to another one"
+        ) from exc
+    return OpenedIndex(index, manifest, "rebuilt" if why else "built")
+
+
+def _open_checked(folder: Path, manifest: Manifest) -> whoosh_index.Index:
+    """Open the index and read what every search needs, so a damaged one fails here, where it can be rebuilt."""
+    index = whoosh_index.open_dir(folder)
+    with index.reader() as reader:
+        sections = sum(len(doc.sections) for doc in manifest.files.values())
+        if reader.doc_count() != sections:
+            raise ValueError(f"it holds {reader.doc_count()} sections, its manifest {sections}")
+        missing = manifest.files.keys() - set(reader.column_reader("path")) if sections else set()
+        if missing:
+            raise ValueError(f"{len(missing)} pages of the manifest are not in it")
+    return index
+
+
+def _pending_bytes(manifest: Manifest | None, stats: dict[str, os.stat_result]) -> int:
+    """Bytes an update would read: every file for a build, else the added and changed ones."""
     if manifest is None:
-        return len(stats)
+        return sum(st.st_size for st in stats.values())
     files = manifest.files
-    changed = sum(1 for p, st in stats.items() if p not in files or files[p].mtime_ns != st.st_mtime_ns)
-    return changed + sum(1 for p in files if p not in stats)
+    return sum(st.st_size for p, st in stats.items() if p not in files or files[p].mtime_ns != st.st_mtime_ns)
 
 
-def _load_manifest(folder: Path) -> Manifest | None:
+def _load_manifest(folder: Path) -> tuple[Manifest | None, str]:
+    """The manifest, or None and why the index must be built again ("" when that is no damage)."""
     try:
         manifest = Manifest.model_validate_json((folder / MANIFEST).read_bytes())
-    except (OSError, ValueError):
-        return None
-    return manifest if manifest.schema_version == SCHEMA_VERSION else None
+    except FileNotFoundError:
+        return None, "its manifest is missing" if folder.is_dir() else ""
+    except OSError as exc:
+        return None, f"its manifest cannot be read ({exc.strerror})"
+    except ValueError:
+        return None, "its manifest is damaged"
+    if manifest.schema_version != SCHEMA_VERSION:
+        return None, ""  # made by another release: rebuilt without a warning
+    return manifest, ""
 
 
 def _save_manifest(folder: Path, manifest: Manifest) -> None:
@@ -206,12 +328,12 @@ except ImportError:  # Windows
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
-def _build(source: CorpusSource, folder: Path, stats: dict[str, os.stat_result]) -> Manifest:
+def _build(source: CorpusSource, folder: Path, stats: dict[str, os.stat_result], limits: DocsLimits) -> Manifest:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         index = whoosh_index.create_in(staging, schema())
         manifest = Manifest()
-        _write(source, index, manifest, sorted(stats), stats, replace=False)
+        _write(source, index, manifest, sorted(stats), stats, limits.max_page_bytes, replace=False)
         _save_manifest(staging, manifest)
         index.close()
         if folder.exists():
@@ -224,14 +346,16 @@ def _build(source: CorpusSource, folder: Path, stats: dict[str, os.stat_result])
     return manifest
 
 
-def _update(source: CorpusSource, folder: Path, manifest: Manifest, stats: dict[str, os.stat_result]) -> int:
+def _update(
+    source: CorpusSource, folder: Path, manifest: Manifest, stats: dict[str, os.stat_result], limits: DocsLimits
+) -> int:
     removed = [p for p in manifest.files if p not in stats]
     changed: list[str] = []
     for path, st in stats.items():
         old = manifest.files.get(path)
         if old is not None and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
             continue
-        if old is not None and old.sha == _sha(read_text(source.root, path)):
+        if old is not None and old.sha == _read_sha(source.root, path, limits.max_page_bytes):
             old.mtime_ns, old.size = st.st_mtime_ns, st.st_size  # touched, same content
             continue
         changed.append(path)
@@ -239,7 +363,7 @@ def _update(source: CorpusSource, folder: Path, manifest: Manifest, stats: dict[
         index = whoosh_index.open_dir(folder)
         for path in removed:
             del manifest.files[path]
-        _write(source, index, manifest, changed + removed, stats, replace=True)
+        _write(source, index, manifest, changed + removed, stats, limits.max_page_bytes, replace=True)
         index.close()
     _save_manifest(folder, manifest)
     return len(removed) + len(changed)
@@ -251,6 +375,7 @@ def _write(
     manifest: Manifest,
     paths: list[str],
     stats: dict[str, os.stat_result],
+    max_page_bytes: int,
     *,
     replace: bool,
 ) -> None:
@@ -260,11 +385,13 @@ def _write(
         for path in paths:
             if replace:
                 writer.delete_by_term("path", path)
-            if path in stats:
-                text = read_text(source.root, path)
+            text = _read(source.root, path, max_page_bytes) if path in stats else None
+            if text is not None:
                 page = _parse(path, text)
                 manifest.files[path] = _record(page, text, stats[path])
                 _add_sections(writer, path, page)
+            else:
+                manifest.files.pop(path, None)
             progress.advance()
         writer.commit()
     except BaseException:
@@ -272,6 +399,22 @@ def _write(
         raise
     finally:
         progress.close()
+
+
+def _read(root: Path, path: str, max_page_bytes: int) -> str | None:
+    """The page, or None with a warning when it vanished, became unreadable or grew since the scan."""
+    try:
+        return read_text(root, path, max_page_bytes)
+    except OSError as exc:
+        log.warning("skipping %r: it cannot be read any more (%s)", path, exc.strerror or exc)
+        return None
+
+
+def _read_sha(root: Path, path: str, max_page_bytes: int) -> str | None:
+    try:
+        return _sha(read_text(root, path, max_page_bytes))
+    except OSError:
+        return None  # indexed again, where the failure is reported
 
 
 def _parse(path: str, text: str) -> Page:

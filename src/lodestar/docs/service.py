@@ -105,16 +105,16 @@ class DocsService:
             self.ready.set()
 
     def _open(self, source: CorpusSource) -> str:
-        from lodestar.docs.build import INLINE_LIMIT, build_in_child
+        from lodestar.docs.build import build_in_child
         from lodestar.docs.index import open_index
         from lodestar.docs.search import CorpusSearcher
 
         try:
-            opened = open_index(source, self.cache_dir, inline_limit=INLINE_LIMIT)
+            opened = open_index(source, self.cache_dir, self.limits, inline_limit=self.limits.child_build_bytes)
             status = opened.built if opened else ""
             if opened is None:
-                build_in_child(source, self.cache_dir)  # if it failed, open_index indexes in this process
-                opened = open_index(source, self.cache_dir)
+                build_in_child(source, self.cache_dir, self.limits)  # if it failed, open_index indexes here
+                opened = open_index(source, self.cache_dir, self.limits)
                 assert opened is not None
                 status = "built in a child process" if opened.built == "cached" else opened.built
             searcher = CorpusSearcher(opened)
@@ -153,7 +153,7 @@ class DocsService:
             sources.append(CorpusSource(name=BUNDLED, source="bundled", root=bundled_root(), version=__version__))
         for spec in self.specs:
             try:
-                source = resolve(spec, self.cache_dir)
+                source = resolve(spec, self.cache_dir, self.limits)
             except CorpusError as exc:
                 name, raw = split_spec(spec)
                 self._fail(name or spec, raw, str(exc))
@@ -382,12 +382,18 @@ def _safe_relative(path: str) -> str:
 
 
 def _find_doc(corpus: Corpus, relative: str) -> str | None:
+    """The page `relative` names, as given or with its extension or index page implied; failing that, the same
+    up to Unicode normalisation (macOS stores `é` decomposed in file names, a model types it composed)."""
+    import unicodedata
+
     files = corpus.manifest.files
     stem = relative.rstrip("/")
-    for candidate in (relative, f"{stem}.md", f"{stem}.mdx", f"{stem}/index.md", f"{stem}/index.mdx"):
+    candidates = (relative, f"{stem}.md", f"{stem}.mdx", f"{stem}/index.md", f"{stem}/index.mdx")
+    for candidate in candidates:
         if candidate in files:
             return candidate
-    return None
+    composed = {unicodedata.normalize("NFC", p): p for p in files if not p.isascii()}
+    return next((composed[c] for c in (unicodedata.normalize("NFC", c) for c in candidates) if c in composed), None)
 
 
 def _closest_hint(wanted: str, found: list[tuple[str, str]]) -> str:
