@@ -304,7 +304,7 @@ def test_limits_come_from_variables_and_flags() -> None:
         load_settings({}, {"LODESTAR_HEADER_TIMEOUT": "inf"})
 
 
-def test_bad_limit_flag_names_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_limit_flag_names_flag_and_variable() -> None:
     with pytest.raises(SystemExit) as info:
         main(["--http", "--max-sessions", "0"])
     assert "invalid max_sessions (--max-sessions or LODESTAR_MAX_SESSIONS)" in str(info.value)
