@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 pytestmark = pytest.mark.anyio
 
-TOKEN = "s3cret"
+TOKEN = "s3cret-token-for-tests"  # 16 characters at least: test_public_host_with_token binds 0.0.0.0
 START_TIMEOUT_S = 30
 SERVING = re.compile(r"serving MCP at (http://\S+/mcp)")
 INITIALIZE = {

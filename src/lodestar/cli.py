@@ -70,6 +70,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth-token", help="bearer token HTTP clients must send")
     serve.add_argument("--allowed-host", action="append", dest="allowed_hosts", help="extra Host name to accept")
     serve.add_argument("--no-builtin-agents", action="store_true", help="do not serve the built-in agents")
+    limits = serve.add_argument_group("HTTP limits")
+    limits.add_argument(
+        "--session-idle-timeout", type=float, metavar="SECONDS", help="close a session idle this long (default 600)"
+    )
+    limits.add_argument(
+        "--max-sessions", type=int, metavar="N", help="open sessions; at the limit the idlest closes (default 100)"
+    )
+    limits.add_argument(
+        "--header-timeout", type=float, metavar="SECONDS", help="time a client has to send its headers (default 10)"
+    )
+    limits.add_argument(
+        "--body-timeout", type=float, metavar="SECONDS", help="time a client has to send a body (default 30)"
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="open connections (default min(1000, half the open-file limit))",
+    )
 
     search = sub.add_parser("search", parents=[common], help="search the docs")
     search.add_argument("query")
@@ -137,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
 
 _SETTING_FLAGS = frozenset(
     {"corpora", "apps", "model", "http", "host", "port", "auth_token", "allowed_hosts", "no_builtin_agents",
-     "cache_dir", "log_level"}
+     "cache_dir", "log_level", "session_idle_timeout", "max_sessions", "header_timeout", "body_timeout",
+     "max_connections"}
 )  # fmt: skip
 
 

@@ -30,6 +30,12 @@ class Settings(BaseModel):
     port: int = Field(8765, ge=0, le=65535)
     auth_token: str | None = None
     allowed_hosts: list[str] = Field(default_factory=list)
+    # HTTP limits: abandoned sessions and half-sent requests must not pile up (seconds, counts)
+    session_idle_timeout: float = Field(600.0, gt=0, allow_inf_nan=False, description="an idle session then closes")
+    max_sessions: int = Field(100, ge=1, description="at the limit the session idle longest closes for a new one")
+    header_timeout: float = Field(10.0, gt=0, allow_inf_nan=False, description="time to send a request's headers")
+    body_timeout: float = Field(30.0, gt=0, allow_inf_nan=False, description="time to send a request's body")
+    max_connections: int | None = Field(None, ge=1, description="None: min(1000, half the open-file limit)")
     no_builtin_agents: bool = False
     cache_dir: Path = Field(default_factory=default_cache_dir)
     log_level: str = "INFO"
@@ -50,6 +56,11 @@ _SCALARS = {
     "host": "LODESTAR_HOST",
     "port": "LODESTAR_PORT",
     "auth_token": "LODESTAR_AUTH_TOKEN",
+    "session_idle_timeout": "LODESTAR_SESSION_IDLE_TIMEOUT",
+    "max_sessions": "LODESTAR_MAX_SESSIONS",
+    "header_timeout": "LODESTAR_HEADER_TIMEOUT",
+    "body_timeout": "LODESTAR_BODY_TIMEOUT",
+    "max_connections": "LODESTAR_MAX_CONNECTIONS",
     "no_builtin_agents": "LODESTAR_NO_BUILTIN_AGENTS",
     "cache_dir": "LODESTAR_CACHE_DIR",
     "log_level": "LODESTAR_LOG_LEVEL",
@@ -72,8 +83,8 @@ def load_settings(flags: Mapping[str, Any], env: Mapping[str, str] | None = None
         if env.get(var):
             values[field] = [item.strip() for item in env[var].split(",") if item.strip()]
     for field, var in _SCALARS.items():
-        if env.get(var, "").strip():
-            values[field] = env[var].strip()
+        if env.get(var, "").strip():  # a token is kept as given, so that padding is reported, not silently changed
+            values[field] = env[var] if field == "auth_token" else env[var].strip()
     values.update(
         {key: value for key, value in flags.items() if value is not None and value is not False and value != []}
     )
