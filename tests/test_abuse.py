@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import write_corpus
 from mcp import Client
-from test_http import mcp_client, start_server, stop
+from test_http import health_once_loaded, mcp_client, start_server, stop
 
 from lodestar.docs import render
 from lodestar.docs.limits import DocsLimits
@@ -168,3 +168,18 @@ async def test_hostile_queries_over_http_leave_health_answering(http_server: Any
                 assert not result.is_error and result.structured_content["notes"]
             done.set()
     assert probes and set(probes) == {200}
+
+
+def test_health_is_ok_when_every_corpus_loaded(http_server: Any) -> None:
+    assert health_once_loaded(http_server.base) == {"status": "ok", "corpora": 2}  # the bundled one too
+
+
+def test_health_is_degraded_naming_a_failed_corpus(corpus: Path, tmp_path: Path) -> None:
+    args = ["--http", "--port", "0", "--corpus", f"example={corpus}", "--corpus", f"gone={tmp_path / 'missing'}"]
+    server = start_server(args, tmp_path / "cache")
+    try:
+        report = health_once_loaded(server.base)
+    finally:
+        stop(server.proc)
+    assert report["status"] == "degraded" and report["failed"] == ["gone"]
+    assert report["reason"].startswith("corpus gone failed to load: ") and "does not exist" in report["reason"]

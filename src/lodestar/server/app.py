@@ -49,6 +49,6 @@ def run(settings: Settings) -> None:
     if settings.http:
         from lodestar.server.http import serve_http
 
-        anyio.run(serve_http, server, settings)
+        anyio.run(serve_http, server, settings, docs)
     else:
         anyio.run(server.run_stdio_async)
