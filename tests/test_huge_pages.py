@@ -20,6 +20,7 @@ from lodestar.docs.limits import DocsLimits
 from lodestar.docs.models import DocPage
 from lodestar.docs.pages import PageCache, ParsedPage
 from lodestar.docs.paging import CHARS_PER_TOKEN, Cursor
+from lodestar.docs.search import SNIPPET_SCAN_CHARS, snippet
 from lodestar.docs.sections import parse_page
 from lodestar.docs.service import DocsService
 
@@ -44,6 +45,7 @@ def prose_page(size: int) -> str:
 PAGES = {
     "many.md": headings_page(20_000),
     "big.md": prose_page(256 * KB),
+    "one-section.md": "# One long section\n\n" + "Filler prose line.\n" * 20_000 + "A quokka hides here.\n" + "End.\n",
     "small.md": "# Small\n\nA few words.\n\n## Only part\n\nMore words.\n",
 }
 
@@ -258,6 +260,37 @@ def test_a_small_page_lists_all_its_headings(service: DocsService) -> None:
     page = service.read("small.md", corpus=NAME, max_tokens=100)
     assert [h.anchor for h in page.headings] == ["small", "only-part"]
     assert page.headings_total is None
+
+
+# Snippets from huge sections
+
+
+def test_snippet_of_a_huge_section_finds_a_match_deep_inside_quickly() -> None:
+    filler = "plain words without the needle; " * 200_000  # 6 MB
+    body = filler + "here the zebrafish and then the zebra crossing appear. " + filler
+    started = time.perf_counter()
+    text = snippet(body, ["zebra", "cross"])
+    assert time.perf_counter() - started < 5
+    assert "**zebra** **crossing**" in text
+    assert "zebrafish" in text
+    assert "**zebrafish**" not in text
+    assert text.startswith("...") and text.endswith("...")
+
+
+def test_snippet_of_a_huge_section_without_a_match_is_its_start() -> None:
+    body = "plain words without the needle; " * 200_000
+    assert snippet(body, ["zebra"]).startswith("plain words without the needle;")
+
+
+def test_snippet_of_an_ordinary_section_analyses_all_of_it() -> None:
+    body = "words " * (SNIPPET_SCAN_CHARS // 6 - 10) + "the secret word"
+    assert "**secret**" in snippet(body, ["secret"])
+
+
+def test_search_hit_deep_in_a_long_section_has_its_snippet(service: DocsService) -> None:
+    (hit,) = service.search("quokka", corpus=NAME).hits
+    assert hit.path == "one-section.md"
+    assert "A **quokka** hides here." in hit.snippet
 
 
 # Cursors: anything that is not one read_doc issued is an "invalid cursor" error
