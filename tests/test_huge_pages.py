@@ -15,10 +15,11 @@ from conftest import write_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lodestar.docs import pages
 from lodestar.docs.errors import DocsError
 from lodestar.docs.limits import DocsLimits
 from lodestar.docs.models import DocPage
-from lodestar.docs.pages import PageCache, ParsedPage
+from lodestar.docs.pages import BIG_PAGE_BYTES, PageCache, ParsedPage
 from lodestar.docs.paging import CHARS_PER_TOKEN, Cursor
 from lodestar.docs.search import SNIPPET_SCAN_CHARS, snippet
 from lodestar.docs.sections import parse_page
@@ -188,6 +189,21 @@ def test_concurrent_reads_of_one_page_share_one_parse() -> None:
     assert len(results) == 8
     assert all(result is results[0] for result in results)
     assert not cache.loading
+
+
+def test_big_pages_are_parsed_one_at_a_time_and_small_ones_do_not_wait(tmp_path: Path) -> None:
+    big = "# Big\n\n" + "a line of words\n" * (BIG_PAGE_BYTES // 15)
+    root = write_corpus(tmp_path / NAME, {"big.md": big, "small.md": "# Small\n\nwords\n"})
+    svc = own_service(root, tmp_path / "cache")
+    results: list[DocPage] = []
+    with pages._big_page:  # another big page is being parsed
+        reader = threading.Thread(target=lambda: results.append(svc.read("big.md", max_tokens=100)))
+        reader.start()
+        assert svc.read("small.md").content.startswith("# Small")
+        reader.join(timeout=0.2)
+        assert reader.is_alive()
+    reader.join()
+    assert results[0].content.startswith("# Big")
 
 
 def test_a_failed_parse_reaches_every_waiter_and_is_retried_next_time() -> None:

@@ -2,7 +2,9 @@
 
 The cache is bounded by the memory its pages hold (`page_cache_bytes`); the least recently read page goes
 first. An entry is tied to its file's stat (size, mtime, ctime, inode), so a changed file is parsed again on
-its next read. Reads run on worker threads: concurrent reads of one uncached page wait for a single parse.
+its next read. Reads run on worker threads: concurrent reads of one uncached page wait for a single parse,
+and pages over 1 MiB are read and parsed one at a time, since a parse briefly holds about 13 times the
+page's size in markdown tokens (a 20 MB page: some 250 MB for ten seconds).
 """
 
 from __future__ import annotations
@@ -15,20 +17,24 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import accumulate
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from lodestar.docs.models import Heading
+from lodestar.docs.sources import read_text
 
 if TYPE_CHECKING:  # sections imports markdown-it: loaded by the first read, not at start-up
     from lodestar.docs.sections import Section
 
 SECTION_BYTES = 512  # a kept section's objects: heading, anchor, path, offsets
+BIG_PAGE_BYTES = 1024 * 1024
 HEADING_CHARS = 34  # a heading's JSON besides its text and anchor: {"level":2,"text":"","anchor":""},
 
 Stamp = tuple[int, int, int, int]
+_big_page = threading.Lock()
 
 
 def stamp(st: os.stat_result) -> Stamp:
@@ -79,6 +85,11 @@ class ParsedPage:
                 first = bisect_left(costs, costs[count] - budget)
         chosen = [Heading(level=s.level, text=s.heading, anchor=s.anchor) for s in self.headings[first:last]]
         return chosen, costs[last] - costs[first]
+
+
+def read_page(root: Path, relative: str, size: int) -> ParsedPage:
+    with _big_page if size > BIG_PAGE_BYTES else nullcontext():
+        return ParsedPage.parse(read_text(root, relative), PurePosixPath(relative).stem)
 
 
 class PageCache:

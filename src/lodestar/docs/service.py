@@ -28,9 +28,9 @@ from lodestar.docs.models import (
     SearchHit,
     SearchResult,
 )
-from lodestar.docs.pages import PageCache, ParsedPage, stamp
+from lodestar.docs.pages import PageCache, ParsedPage, read_page, stamp
 from lodestar.docs.paging import CHARS_PER_TOKEN, Cursor, cut
-from lodestar.docs.sources import CorpusSource, check_name, read_text, resolve, split_spec
+from lodestar.docs.sources import CorpusSource, check_name, resolve, split_spec
 
 if TYPE_CHECKING:  # the index modules import Whoosh and markdown-it: loaded on the loading thread
     from lodestar.docs.index import Manifest
@@ -310,7 +310,6 @@ class DocsService:
         full = (root / relative).resolve()
         if not full.is_relative_to(root):
             raise DocsError(f"refused: {relative!r} leads outside the corpus root")
-        fallback = PurePosixPath(relative).stem
         try:
             st = full.stat()  # before reading: a write after it changes the stamp, so no stale page is kept
             if st.st_size > self.limits.max_page_bytes:
@@ -318,7 +317,7 @@ class DocsService:
                     f"{relative} is {st.st_size / MIB:.1f} MB, over the {self.limits.max_page_bytes / MIB:.1f} MB"
                     f" page limit: set {env_var('max_page_bytes')} to read it"
                 )
-            parsed = self.pages.get(full, stamp(st), lambda: ParsedPage.parse(read_text(root, relative), fallback))
+            parsed = self.pages.get(full, stamp(st), lambda: read_page(root, relative, st.st_size))
         except OSError as exc:
             raise DocsError(f"cannot read {relative}: {exc.strerror}; run `lodestar-mcp index` to refresh") from exc
         return PageText(corpus, relative, parsed)
