@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # sections imports markdown-it: loaded by the first read, not
     from lodestar.docs.sections import Section
 
 SECTION_BYTES = 512  # a kept section's objects: heading, anchor, path, offsets
-BIG_PAGE_BYTES = 1024 * 1024
+BIG_PAGE_BYTES = 1024 * 1024  # larger pages are read and parsed one at a time
 HEADING_CHARS = 34  # a heading's JSON besides its text and anchor: {"level":2,"text":"","anchor":""},
 
 Stamp = tuple[int, int, int, int]
@@ -112,7 +112,7 @@ class PageCache:
                 return entry[1]
             future = self.loading.get(key)
             leader = future is None
-            if future is None:
+            if leader:
                 future = self.loading[key] = Future()
         if not leader:
             return future.result()

@@ -314,7 +314,7 @@ class DocsService:
             st = full.stat()  # before reading: a write after it changes the stamp, so no stale page is kept
             if st.st_size > self.limits.max_page_bytes:
                 raise DocsError(
-                    f"{relative} is {st.st_size / MIB:.1f} MB, over the {self.limits.max_page_bytes / MIB:.1f} MB"
+                    f"{relative} is {st.st_size / MIB:.1f} MiB, over the {self.limits.max_page_bytes / MIB:.1f} MiB"
                     f" page limit: set {env_var('max_page_bytes')} to read it"
                 )
             parsed = self.pages.get(full, stamp(st), lambda: read_page(root, relative, st.st_size))
