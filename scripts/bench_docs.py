@@ -19,6 +19,7 @@ What is measured, per corpus:
   the following rounds of each round's median and p95.
 - search over stdio: `call_tool("search_docs", ...)` through the real client against a server with a warm
   cache, after one warm-up search (which waits for the index to open): a first pass and a second pass.
+- read_doc on a 20 MB page: the first part (parse and digest) and the median and p95 of the next 200 parts.
 - peak RSS: VmHWM from /proc/<pid>/status of the server subprocess, (a) after it built the index itself and
   answered every query once, (b) after it opened the cached index and answered two passes; plus the
   ru_maxrss of this benchmark process (which built every index several times: an upper bound only).
@@ -277,6 +278,31 @@ def bench_search_inprocess(
             "search in-process, steady",
             note="median of rounds",
         )
+
+
+def bench_read(report: Report, megabytes: int = 20, parts: int = 200) -> None:
+    """read_doc paging through one huge page (20 MB of short sections): the first call parses and hashes it,
+    later calls slice the cached parse. Indexing the page first takes about half a minute."""
+    section = "## Part {i}\n\nProse about widgets and `code_{i}`, with a [link](https://x.example/{i}).\n\n"
+    section += "A line of ordinary words in this part.\n" * 20 + "\n"
+    text = "# Huge page\n\n" + "".join(section.format(i=i) for i in range(megabytes * 1024 * 1024 // len(section)))
+    with tempfile.TemporaryDirectory(prefix="lodestar-bench-read-") as tmp:
+        root = Path(tmp) / "huge"
+        root.mkdir()
+        (root / "huge.md").write_text(text, "utf-8")
+        service = timed("huge page index", lambda: make_service(str(root), Path(tmp) / "cache"))
+        t0 = time.perf_counter()
+        page = service.read("huge.md", corpus="huge")
+        first = time.perf_counter() - t0
+        times = []
+        while page.next_cursor and len(times) < parts:
+            t0 = time.perf_counter()
+            page = service.read("huge.md", cursor=page.next_cursor)
+            times.append(ms(time.perf_counter() - t0))
+        service.close()
+    label = f"read_doc, {megabytes} MiB page"
+    report.add("huge page", f"{label}: first part (parse + digest)", first, None, "s", "1")
+    report.add("huge page", f"{label}: later parts (cached)", *med_p95(times), "ms", str(len(times)))
 
 
 # Over stdio
@@ -540,6 +566,7 @@ def main() -> None:
     report = Report()
     for spec in specs:
         asyncio.run(bench_corpus(spec, args, queries, report))
+    timed("huge page read", lambda: bench_read(report))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report.add(
         "all",

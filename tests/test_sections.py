@@ -222,6 +222,27 @@ def test_generics_in_inline_code_keep_their_words() -> None:
         assert word in page.sections[0].text
 
 
+@pytest.mark.parametrize(
+    ("line", "text"),
+    [
+        ("Use ``a ` b`` here.", "Use a ` b here."),  # a run closes only at a run of the same length
+        ("A ``` run and a `span<T>`.", "A run and a span<T>."),  # an unclosed run is no span
+        ("Ticks `` ` `` inside.", "Ticks ` inside."),
+        ("See [Foo](https://en.wikipedia.org/wiki/Foo_(bar)) now.", "See Foo now."),
+        ("An ![logo](img/a.png) and a [link](x).", "An and a link."),
+        ("Text [a](", "Text [a]("),
+    ],
+)
+def test_inline_markup_is_cleaned(line: str, text: str) -> None:
+    assert parse_page(f"# T\n\n{line}\n", "f").sections[0].text == text
+
+
+def test_front_matter_fields_end_at_their_line() -> None:
+    page = parse_page("---\ntitle:\ndescription:   Spaced out.  \r\n---\n\nBody.\n", "Fallback")
+    assert page.title == "Fallback"  # an empty title does not swallow the next line
+    assert page.description == "Spaced out."
+
+
 def test_prose_that_starts_with_the_word_import_is_kept() -> None:
     page = parse_page("# Notes\n\nimport statements are resolved at build time.\n", "f")
     assert "import statements are resolved at build time." in page.sections[0].text

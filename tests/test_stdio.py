@@ -89,7 +89,8 @@ async def test_tools_are_listed_with_input_and_output_schemas(tmp_path: Path, ca
 
     outputs = {name: set(tools[name].output_schema["properties"]) for name in tools}
     assert outputs["search_docs"] == SEARCH_FIELDS
-    assert outputs["read_doc"] == {"corpus", "version", "path", "title", "content", "headings", "next_cursor"}
+    read_fields = {"corpus", "version", "path", "title", "content", "headings", "headings_total", "next_cursor"}
+    assert outputs["read_doc"] == read_fields
     assert outputs["list_docs"] == {"entries"}
     assert outputs["list_corpora"] == {"corpora"}
     assert outputs["refresh_docs"] == {"corpora"}

@@ -43,7 +43,12 @@ class DocPage(BaseModel):
     path: str
     title: str
     content: str = Field(description="Raw markdown of the page (or of one section), at most max_tokens")
-    headings: list[Heading]
+    headings: list[Heading] = Field(description="The page's outline (h1-h3), cut to fit max_tokens on long ones")
+    headings_total: int | None = Field(
+        None,
+        description="Headings on the page when `headings` was cut to fit max_tokens (it then holds those from the"
+        " part read onwards); null when `headings` is complete",
+    )
     next_cursor: str | None = Field(description="Pass as `cursor` to read the next part; null at the end")
 
 

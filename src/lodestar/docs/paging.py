@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from lodestar.docs.errors import DocsError
 
 CHARS_PER_TOKEN = 4
+_RETRY = "pass next_cursor exactly as read_doc returned it, or omit it to start again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,14 +26,14 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
+        """Any string is either a cursor read_doc issued (or one shaped like it) or an "invalid cursor" error."""
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            corpus, path, heading, offset, digest = json.loads(raw)
-            cursor = cls(str(corpus), str(path), str(heading), int(offset), str(digest))
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise DocsError(
-                "invalid cursor: pass next_cursor exactly as read_doc returned it, or omit it to start again"
-            ) from exc
+            fields = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        except (ValueError, RecursionError) as exc:  # bad base64, UTF-8 or JSON, huge numbers, deep nesting
+            raise DocsError(f"invalid cursor: {_RETRY}") from exc
+        if not isinstance(fields, list) or [type(f) for f in fields] != [str, str, str, int, str]:
+            raise DocsError(f"invalid cursor: it is not one read_doc returned; {_RETRY}")
+        cursor = cls(*fields)
         if cursor.offset < 0:
             raise DocsError("invalid cursor: negative offset; omit the cursor to start again")
         return cursor

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import re
 import threading
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ from lodestar.docs.index import OpenedIndex
 K1, B = 1.2, 0.75
 FIELD_BOOSTS = {"title": 3.0, "headings": 2.0, "pathtext": 1.5, "body": 1.0, "code": 0.5}
 SNIPPET_CHARS = 240
+SNIPPET_SCAN_CHARS = 32_000  # analysed for one snippet at most
+SNIPPET_SPANS = 200  # matches weighed for the best window
+SNIPPET_PROBES = 64  # candidate matches a long body's text search may check before giving up
+_CHUNK = 65_536  # a long body is searched in lowercased chunks of this size
+_PROBE = 256  # characters analysed to confirm a candidate
 _BYTE_LENGTHS = [byte_to_length(b) for b in range(256)]  # Whoosh stores field lengths as one byte
 
 
@@ -242,12 +248,16 @@ def edit_distance(a: str, b: str) -> int:
 
 
 def snippet(body: str, terms: list[str], fallback: str = "") -> str:
-    """The window of the body with the most distinct query terms, matches in **bold**."""
+    """The window of the body with the most distinct query terms, matches in **bold**.
+
+    The analyzer (a few microseconds a word) runs over at most SNIPPET_SCAN_CHARS: a whole ordinary section,
+    or in a longer one the text from the first match, found by a plain text search for the terms' stems."""
     wanted = set(terms)
-    spans = [(t.startchar, t.endchar, t.text) for t in analyzer()(body, chars=True) if t.text in wanted]
+    begin = 0 if len(body) <= SNIPPET_SCAN_CHARS else _first_match(body, wanted)
+    spans = [] if begin is None else _spans(body, wanted, begin)
     if not spans:
-        return _shorten(body or fallback)
-    start = _best_window(body, spans[:200])
+        return _shorten(body[: SNIPPET_CHARS * 4] or fallback)
+    start = _best_window(body, spans[:SNIPPET_SPANS])
     end = _word_end(body, start + SNIPPET_CHARS)
     window = _merge([(s, e) for s, e, _ in spans if s >= start and e <= end])
     out, cursor = [], start
@@ -259,11 +269,49 @@ def snippet(body: str, terms: list[str], fallback: str = "") -> str:
     return ("..." if start > 0 else "") + text + ("..." if end < len(body) else "")
 
 
+def _spans(body: str, wanted: set[str], begin: int) -> list[tuple[int, int, str]]:
+    """(start, end, term) of the matches from `begin` on: the first SNIPPET_SPANS and any within a window of
+    the last of them, all a snippet can show."""
+    spans: list[tuple[int, int, str]] = []
+    stop = len(body)
+    for token in analyzer()(body[begin : begin + SNIPPET_SCAN_CHARS], chars=True, start_char=begin):
+        if token.startchar >= stop:
+            break
+        if token.text in wanted:
+            spans.append((token.startchar, token.endchar, token.text))
+            if len(spans) == SNIPPET_SPANS:
+                stop = token.startchar + SNIPPET_CHARS
+    return spans
+
+
+def _first_match(body: str, wanted: set[str]) -> int | None:
+    """Where a long body's first match begins (a little before, at a space), or None. Candidates are places
+    where a term's stem, less its last letter (happi from happy, hope from hoping), occurs in the lowercased
+    text; the analyzer confirms each on a short stretch, for at most SNIPPET_PROBES of them."""
+    stems = [term if len(term) <= 2 else term[:-1] for term in wanted]
+    probes = 0
+    for base in range(0, len(body), _CHUNK):
+        lowered = body[base : base + _CHUNK + _PROBE].lower()  # one lowercased copy per chunk, not of the body
+        pos = 0
+        while found := [i for stem in stems if (i := lowered.find(stem, pos, _CHUNK + len(stem))) != -1]:
+            if probes == SNIPPET_PROBES:
+                return None
+            hit = base + min(found)
+            space = body.rfind(" ", max(0, hit - 40), hit)
+            begin = space + 1 if space != -1 else max(0, hit - 40)
+            if any(t.text in wanted for t in analyzer()(body[begin : begin + _PROBE])):
+                return begin
+            probes += 1
+            pos = begin + _PROBE - 40 - base  # the next stretch overlaps this one by a word
+    return None
+
+
 def _best_window(body: str, spans: list[tuple[int, int, str]]) -> int:
     """Start of the window holding the most distinct terms, a little before its first match, at a word."""
     best_start, best_count = spans[0][0], 0
-    for i, (start, _, _) in enumerate(spans):
-        distinct = {text for s, _, text in spans[i:] if s < start + SNIPPET_CHARS - 20}
+    starts = [s for s, _, _ in spans]  # in order: the analyzer reads left to right
+    for i, start in enumerate(starts):
+        distinct = {text for _, _, text in spans[i : bisect_left(starts, start + SNIPPET_CHARS - 20, i)]}
         if len(distinct) > best_count:
             best_start, best_count = start, len(distinct)
     start = max(0, best_start - 40)

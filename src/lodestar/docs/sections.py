@@ -2,6 +2,9 @@
 
 Each section keeps character offsets into the raw page, so reading a section returns the author's exact
 markdown while the indexed text is cleaned of front matter, MDX imports, JSX tags and code fences.
+Pages come from untrusted packages: every regex here runs in linear time on any input (no pattern
+where two starting points can rescan the same long run), so a page of 64 KB of `[` or backticks parses
+as fast as prose.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ MAX_LEVEL = 3
 _SECTION_TAGS = ("h1", "h2", "h3")
 _FRONT_MATTER = re.compile(r"---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 _LINE_END = re.compile(r"\r\n|\r|\n")  # what markdown-it counts as a line break
-_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
-_FM_FIELD = re.compile(r"^(title|description)\s*:\s*(.+?)\s*$", re.M)
+_TICKS = re.compile(r"`+")
+_FM_FIELD = re.compile(r"^(title|description)[ \t]*:(.*)$", re.M)
 _MDX_STATEMENT = re.compile(r"^\s*(?:import|export)\s[^\n]*(?:from\s+['\"]|['\"];?\s*$|=)")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*?/?>")
-_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# Link text stops at any bracket and a target at any unpaired parenthesis, so each attempt ends where the next starts.
+_TARGET = r"\((?:[^()]|\([^()]*\))*\)"  # one level of nesting: (https://en.wikipedia.org/wiki/A_(b))
+_IMAGE = re.compile(r"!\[[^\[\]]*\]" + _TARGET)
+_LINK = re.compile(r"\[([^\[\]]*)\]" + _TARGET)
 _EMPHASIS = re.compile(r"(?<![\\\w])(\*\*?|__?|`+|~~)|(\*\*?|__?|`+|~~)(?!\w)")
 _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _ANCHOR_DROP = re.compile(r"[^\w\- ]", re.U)
@@ -79,15 +84,39 @@ def _front_matter(text: str) -> tuple[dict[str, str], int]:
     match = _FRONT_MATTER.match(text, start)
     if not match:
         return {}, start
-    fields = {key: value.strip("'\"") for key, value in _FM_FIELD.findall(match.group(1))}
+    fields = {key: value.strip().strip("'\"") for key, value in _FM_FIELD.findall(match.group(1))}
     return fields, match.end()
 
 
 def _inline_text(token: Token) -> str:
     """Inline markdown as plain words; code spans keep their text (`Promise<void>` is not a tag)."""
-    pieces = _CODE_SPAN.split(token.content)  # text, ticks, code, text, ticks, code, ...
-    text = "".join(piece if i % 3 == 2 else _plain(piece) for i, piece in enumerate(pieces) if i % 3 != 1)
-    return _SPACES.sub(" ", text).strip()
+    content, pieces, done = token.content, [], 0
+    for start, code_start, code_end, end in _code_spans(content):
+        pieces += (_plain(content[done:start]), content[code_start:code_end])
+        done = end
+    pieces.append(_plain(content[done:]))
+    return _SPACES.sub(" ", "".join(pieces)).strip()
+
+
+def _code_spans(text: str) -> list[tuple[int, int, int, int]]:
+    """(start, code start, code end, end) of each code span. A run of backticks opens a span closed by the
+    next run of the same length, else it is literal (CommonMark); one pass over the runs, where a
+    backreference regex took cubic time on a long run of backticks."""
+    runs = [(m.start(), m.end()) for m in _TICKS.finditer(text)]
+    closer: list[int | None] = [None] * len(runs)
+    later: dict[int, int] = {}  # run length -> index of the nearest such run to the right
+    for i in range(len(runs) - 1, -1, -1):
+        length = runs[i][1] - runs[i][0]
+        closer[i], later[length] = later.get(length), i
+    spans, i = [], 0
+    while i < len(runs):
+        j = closer[i]
+        if j is None:
+            i += 1
+            continue
+        spans.append((runs[i][0], runs[i][1], runs[j][0], runs[j][1]))
+        i = j + 1
+    return spans
 
 
 def _plain(text: str) -> str:

@@ -7,7 +7,6 @@ indexes) can run on a background thread so a server answers `initialize` before 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import heapq
 import logging
 import re
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from lodestar import __version__
 from lodestar.docs.analysis import correctable, query_words
 from lodestar.docs.errors import CorpusError, DocsError
-from lodestar.docs.limits import DocsLimits
+from lodestar.docs.limits import MIB, DocsLimits, env_var
 from lodestar.docs.models import (
     CorporaResult,
     CorpusInfo,
@@ -29,18 +28,20 @@ from lodestar.docs.models import (
     SearchHit,
     SearchResult,
 )
+from lodestar.docs.pages import PageCache, ParsedPage, read_page, stamp
 from lodestar.docs.paging import CHARS_PER_TOKEN, Cursor, cut
-from lodestar.docs.sources import CorpusSource, check_name, read_text, resolve, split_spec
+from lodestar.docs.sources import CorpusSource, check_name, resolve, split_spec
 
 if TYPE_CHECKING:  # the index modules import Whoosh and markdown-it: loaded on the loading thread
     from lodestar.docs.index import Manifest
     from lodestar.docs.search import CorpusSearcher, Match
-    from lodestar.docs.sections import Page
 
 log = logging.getLogger(__name__)
 
 BUNDLED = "lodestar"
 FOOTER_LINE = 64  # the words around the cursor in a partial read's text body
+HEADINGS_SHARE = 4  # a headings list too long for the answer gets 1/4 of max_tokens
+ANCHORS_IN_ERROR = 50  # anchors an unknown heading's error lists
 
 
 def bundled_root() -> Path:
@@ -75,8 +76,7 @@ class Corpus:
 class PageText:
     corpus: Corpus
     path: str
-    text: str
-    page: Page
+    parsed: ParsedPage
 
 
 class DocsService:
@@ -93,6 +93,7 @@ class DocsService:
         self.ready = threading.Event()
         self.load_notes: list[str] = []
         self.spec_names: dict[str, str] = {}  # --corpus spec -> corpus name
+        self.pages = PageCache(self.limits.page_cache_bytes)
 
     # Loading
 
@@ -235,38 +236,53 @@ class DocsService:
         max_tokens: int = 6000,
     ) -> DocPage:
         _check_range("max_tokens", max_tokens, 100, 100_000)
-        resume = Cursor.decode(cursor) if cursor else None
-        if resume is not None:
-            corpus, path, heading = resume.corpus, resume.path, resume.heading or None
-        page = self._page(path, corpus)
-        digest = hashlib.sha1(page.text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-        if resume is not None and resume.digest != digest:
-            raise DocsError(f"{page.path} changed since this cursor was issued: read it again without a cursor")
-        start, end, anchor = self._range(page, heading)
-        offset = start + (resume.offset if resume else 0)
-        if offset > end:
-            raise DocsError("invalid cursor: it points past the end of the page; omit it to start again")
-        budget = max_tokens * CHARS_PER_TOKEN
+        if cursor:
+            page, start, end, anchor, offset = self._resume(Cursor.decode(cursor))
+        else:
+            page = self._page(path, corpus)
+            start, end, anchor = self._range(page, heading)
+            offset = start
+        parsed = page.parsed
+        budget = max_tokens * CHARS_PER_TOKEN  # bounds content and headings together
+        headings, cost = parsed.headings_near(offset, budget // HEADINGS_SHARE)
+        budget -= cost
         if end - offset > budget:  # a partial read keeps room for the line that says how to continue
-            longest = Cursor(page.corpus.name, page.path, anchor, end - start, digest).encode()
+            longest = Cursor(page.corpus.name, page.path, anchor, end - start, parsed.digest).encode()
             budget = max(budget - len(longest) - FOOTER_LINE, budget // 2)
-        stop = cut(page.text, offset, end, budget)
+        stop = cut(parsed.text, offset, end, budget)
         next_cursor = None
         if stop < end:
-            next_cursor = Cursor(page.corpus.name, page.path, anchor, stop - start, digest).encode()
+            next_cursor = Cursor(page.corpus.name, page.path, anchor, stop - start, parsed.digest).encode()
         return DocPage(
             corpus=page.corpus.name,
             version=page.corpus.version,
             path=page.path,
-            title=page.page.title,
-            content=page.text[offset:stop],
-            headings=page.page.headings,
+            title=parsed.title,
+            content=parsed.text[offset:stop],
+            headings=headings,
+            headings_total=len(parsed.headings) if len(headings) < len(parsed.headings) else None,
             next_cursor=next_cursor,
         )
 
+    def _resume(self, cursor: Cursor) -> tuple[PageText, int, int, str, int]:
+        """The page, section range and offset a cursor points at; whatever it names must still exist."""
+        try:
+            page = self._page(cursor.path, cursor.corpus)
+        except DocsError as exc:
+            raise _invalid_cursor(exc) from exc
+        if cursor.digest != page.parsed.digest:
+            raise DocsError(f"{page.path} changed since this cursor was issued: read it again without a cursor")
+        try:
+            start, end, anchor = self._range(page, cursor.heading or None)
+        except DocsError as exc:
+            raise _invalid_cursor(exc) from exc
+        if start + cursor.offset > end:
+            raise DocsError("invalid cursor: it points past the end of the page; omit it to start again")
+        return page, start, end, anchor, start + cursor.offset
+
     def read_all(self, corpus: str, path: str) -> str:
         """The whole page, for the docs:// resource."""
-        return self._page(path, corpus).text
+        return self._page(path, corpus).parsed.text
 
     def list(self, path_prefix: str = "", corpus: str | None = None, depth: int = 1) -> ListResult:
         _check_range("depth", depth, 1, 10)
@@ -329,21 +345,24 @@ class DocsService:
         if not full.is_relative_to(root):
             raise DocsError(f"refused: {relative!r} leads outside the corpus root")
         try:
-            text = read_text(root, relative)
+            st = full.stat()  # before reading: a write after it changes the stamp, so no stale page is kept
+            if st.st_size > self.limits.max_page_bytes:
+                raise DocsError(
+                    f"{relative} is {st.st_size / MIB:.1f} MiB, over the {self.limits.max_page_bytes / MIB:.1f} MiB"
+                    f" page limit: set {env_var('max_page_bytes')} to read it"
+                )
+            parsed = self.pages.get(full, stamp(st), lambda: read_page(root, relative, st.st_size))
         except OSError as exc:
             raise DocsError(f"cannot read {relative}: {exc.strerror}; run `lodestar-mcp index` to refresh") from exc
-        from lodestar.docs.sections import parse_page
-
-        fallback = PurePosixPath(relative).stem
-        return PageText(corpus, relative, text, parse_page(text, fallback))
+        return PageText(corpus, relative, parsed)
 
     def _range(self, page: PageText, heading: str | None) -> tuple[int, int, str]:
         from lodestar.docs.sections import slugify
 
+        sections = page.parsed.sections
         if not heading:
-            return 0, len(page.text), ""
+            return 0, len(page.parsed.text), ""
         wanted = heading.strip().lstrip("#").strip()
-        sections = page.page.sections
         index = next((i for i, s in enumerate(sections) if s.level and s.anchor == wanted), None)
         if index is None:
             lowered = wanted.lower()
@@ -352,11 +371,17 @@ class DocsService:
                 None,
             )
         if index is None:
-            anchors = ", ".join(s.anchor for s in sections if s.level) or "none"
-            raise DocsError(f"no heading {heading!r} in {page.path}; its headings (anchors): {anchors}")
+            anchors = [s.anchor for s in page.parsed.headings[:ANCHORS_IN_ERROR]]
+            more = len(page.parsed.headings) - len(anchors)
+            listed = ", ".join(anchors) + (f" and {more} more" if more else "")
+            raise DocsError(f"no heading {heading!r} in {page.path}; its headings (anchors): {listed or 'none'}")
         section = sections[index]
-        end = next((s.start for s in sections[index + 1 :] if s.level <= section.level), len(page.text))
+        end = next((s.start for s in sections[index + 1 :] if s.level <= section.level), len(page.parsed.text))
         return section.start, end, section.anchor
+
+
+def _invalid_cursor(exc: DocsError) -> DocsError:
+    return DocsError(f"invalid cursor: {exc}. Omit the cursor to start again")
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
