@@ -27,7 +27,7 @@ from lodestar.docs.service import DocsService
 from lodestar.docs.sources import CorpusSource
 
 EXAMPLE = "example-docs"
-SKIPPED = "lodestar.docs.index.skipped"
+SKIPPED = "lodestar.docs.skipped"
 T = TypeVar("T")
 
 

@@ -12,8 +12,9 @@ import pytest
 from conftest import PAGES, write_corpus
 
 from lodestar.docs.errors import CorpusError, DocsError
-from lodestar.docs.index import OpenedIndex, index_dir, open_index, scan
+from lodestar.docs.index import OpenedIndex, index_dir, open_index
 from lodestar.docs.limits import DocsLimits
+from lodestar.docs.scan import scan
 from lodestar.docs.search import CorpusSearcher
 from lodestar.docs.service import DocsService
 from lodestar.docs.sources import CorpusSource

@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lodestar.docs.cache import writable_cache
 from lodestar.docs.limits import DocsLimits
-from lodestar.docs.sources import CorpusSource, writable_cache
+from lodestar.docs.sources import CorpusSource
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def main() -> None:
     parser.add_argument("--version")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    from lodestar.docs.index import open_index, skip_log
+    from lodestar.docs.index import open_index
+    from lodestar.docs.scan import skip_log
 
     skip_log.setLevel(logging.ERROR)  # the parent scanned the same folder a moment ago and warned already
     source = CorpusSource(name=args.name, source=args.source, root=Path(args.root), version=args.version)

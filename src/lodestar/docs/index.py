@@ -5,7 +5,7 @@ file's size, mtime and content hash, so an unchanged corpus opens without readin
 unchanged file costs one hash, and changed files are re-indexed one by one. Writers take a file lock;
 full builds go to a temporary folder renamed into place, so concurrent processes never see half an index.
 An index that will not open is rebuilt once, under the lock; a cache that cannot be written falls back to
-a temporary one (sources.writable_cache).
+a temporary one (cache.writable_cache).
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import hashlib
 import logging
 import os
 import shutil
-import stat
 import tempfile
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,21 +27,18 @@ from whoosh.fields import ID, STORED, TEXT, Schema
 
 from lodestar import __version__
 from lodestar.docs.analysis import analyzer
+from lodestar.docs.cache import cache_roots, writable_cache
 from lodestar.docs.errors import CorpusError
-from lodestar.docs.limits import DocsLimits, env_var
+from lodestar.docs.limits import DocsLimits
 from lodestar.docs.progress import Progress
+from lodestar.docs.scan import scan
 from lodestar.docs.sections import Page, Section, parse_page
-from lodestar.docs.sources import DOC_SUFFIXES, CorpusSource, cache_roots, read_text, writable_cache
+from lodestar.docs.sources import CorpusSource, read_text
 
 log = logging.getLogger(__name__)
-skip_log = logging.getLogger(f"{__name__}.skipped")  # files a scan leaves out; see _skip
 
 SCHEMA_VERSION = f"4/{__version__}"  # analysis may change between releases: rebuild on upgrade
 MANIFEST = "manifest.json"
-SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
-_BAD_NAME_CHARS = frozenset({"Cc", "Cs", "Zl", "Zp"})  # controls, undecodable bytes, line breaks
-_MAX_SKIPPED = 10_000  # remembered warnings (see _skip): forgotten all at once past this many
-_skipped: set[tuple[str, str]] = set()
 
 
 class SectionRecord(BaseModel):
@@ -109,79 +104,6 @@ class OpenedIndex:
 def index_dir(cache_dir: Path, source: CorpusSource) -> Path:
     key = hashlib.sha256(str(source.root).encode()).hexdigest()[:12]
     return cache_dir / "indexes" / f"{source.name}-{key}"
-
-
-def scan(root: Path, max_page_bytes: int) -> dict[str, os.stat_result]:
-    """Markdown files below root, by forward-slash relative path.
-
-    Whatever cannot be read back as a page is skipped with a warning: links that leave root or lead nowhere,
-    FIFOs (opening one blocks forever), devices, unreadable or oversized files, names a path cannot carry."""
-    found: dict[str, os.stat_result] = {}
-    real_root = root.resolve()
-
-    def unreadable(exc: OSError) -> None:
-        _skip(exc.filename, f"the folder cannot be read ({exc.strerror})")
-
-    for folder, dirs, files in os.walk(root, onerror=unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
-        for name in files:
-            if not name.endswith(DOC_SUFFIXES):
-                continue
-            full = Path(folder, name)
-            relative = full.relative_to(root).as_posix()
-            found_stat = _name_problem(relative) or _page_stat(full, real_root, max_page_bytes)
-            if isinstance(found_stat, str):
-                _skip(full, found_stat)
-            else:
-                found[relative] = found_stat
-    return found
-
-
-def _name_problem(relative: str) -> str | None:
-    """Why a path could not round-trip through search hits, read_doc and one-entry-per-line text."""
-    if "\\" in relative:
-        return "its name has a backslash, which read_doc takes for a folder separator"
-    if relative != relative.strip():
-        return "its name starts or ends with white space"
-    if not relative.isprintable() and any(unicodedata.category(c) in _BAD_NAME_CHARS for c in relative):
-        return "its name has control characters, line breaks or bytes that are not UTF-8"
-    return None
-
-
-def _page_stat(full: Path, real_root: Path, max_page_bytes: int) -> os.stat_result | str:
-    """The stat of a page that can be indexed, or why it cannot."""
-    try:
-        st = full.lstat()
-    except OSError as exc:
-        return f"it cannot be read ({exc.strerror})"
-    if stat.S_ISLNK(st.st_mode):
-        try:
-            inside = full.resolve(strict=True).is_relative_to(real_root)
-            st = full.stat()
-        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
-            return f"it is a link that leads nowhere ({getattr(exc, 'strerror', None) or exc})"
-        if not inside:
-            return "it links outside the corpus root"
-    if not stat.S_ISREG(st.st_mode):
-        return "it is not a regular file (a FIFO, device or socket)"
-    if st.st_size > max_page_bytes:
-        return (
-            f"{st.st_size} bytes is over max_page_bytes={max_page_bytes} (set {env_var('max_page_bytes')} to index it)"
-        )
-    if not os.access(full, os.R_OK):
-        return "permission denied"
-    return st
-
-
-def _skip(path: object, why: str) -> None:
-    """One warning per file and reason in a process, however often the corpus is scanned again."""
-    key = (str(path), why)
-    if key in _skipped:
-        return
-    if len(_skipped) >= _MAX_SKIPPED:
-        _skipped.clear()
-    _skipped.add(key)
-    skip_log.warning("skipping %r: %s", str(path), why)
 
 
 def open_index(
