@@ -138,8 +138,12 @@ def test_a_failed_corpus_is_listed_and_named_by_searches(corpus: Path, cache_dir
 
 def test_paging_past_the_last_hit_says_so(service: DocsService) -> None:
     result = service.search("threads", offset=40)
-    assert result.hits == [] and result.total >= 1
-    assert result.notes == [f"offset 40 is past the last hit: {result.total} pages match; use a smaller offset"]
+    assert result.hits == [] and result.total == 1
+    assert result.notes == ["offset 40 is past the last hit: 1 page matches; use a smaller offset"]
+    assert service.search("threads", offset=1).notes == [
+        "offset 1 is past the last hit: 1 page matches; use a smaller offset"
+    ]
+    assert service.search("zzzz", offset=1).notes == []  # nothing matches: no hits is the whole answer
 
 
 @pytest.fixture(scope="module")

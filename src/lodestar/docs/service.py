@@ -201,7 +201,8 @@ class DocsService:
         unavailable = [] if corpus else list(self.failures)
         notes += [f"corpus {name} was not searched: it failed to load ({self.failures[name]})" for name in unavailable]
         if offset and not hits and total:
-            notes.append(f"offset {offset} is past the last hit: {total} pages match; use a smaller offset")
+            pages = "1 page matches" if total == 1 else f"{total} pages match"
+            notes.append(f"offset {offset} is past the last hit: {pages}; use a smaller offset")
         return SearchResult(
             query=query,
             total=total,
