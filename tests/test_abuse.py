@@ -187,3 +187,10 @@ def test_health_is_degraded_naming_a_failed_corpus(corpus: Path, tmp_path: Path)
         stop(server.proc)
     assert report["status"] == "degraded" and report["failed"] == ["gone"]
     assert report["reason"].startswith("corpus gone failed to load: ") and "does not exist" in report["reason"]
+
+
+def test_the_text_body_repeats_a_long_query_shortened(service: DocsService) -> None:
+    result = service.search("background " * 90)
+    text = render.render_search(result)
+    assert result.query in result.model_dump_json() and len(result.query) > 500
+    assert "results for 'background background" in text and result.query not in text

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from lodestar.docs.models import CorporaResult, DocPage, ListResult, SearchResult
 
+QUERY_SHOWN = 120  # characters of the query repeated in the text; the structured result keeps it whole
+
 
 def render_search(result: SearchResult) -> str:
     lines = []
+    query = repr(result.query if len(result.query) <= QUERY_SHOWN else result.query[:QUERY_SHOWN] + "...")
     if result.suggestion:
         lines.append(f"Searched for: {result.suggestion} (corrected from: {result.query})")
     lines.extend(f"Note: {note}" for note in result.notes)
     if not result.hits:
         where = " in the corpora that are loaded" if result.unavailable else ""
-        lines.append(f"No results for {result.query!r}{where}. Try other words, or list_docs to browse.")
+        lines.append(f"No results for {query}{where}. Try other words, or list_docs to browse.")
         return "\n".join(lines)
-    lines.append(f"{len(result.hits)} results for {result.query!r} ({result.total} matching pages):")
+    lines.append(f"{len(result.hits)} results for {query} ({result.total} matching pages):")
     for rank, hit in enumerate(result.hits, 1):
         where = f"{hit.title} > {hit.heading}" if hit.heading and hit.heading != hit.title else hit.title
         lines.append("")
