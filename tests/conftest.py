@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -114,3 +116,27 @@ def make_tgz(
 def anyio_backend() -> str:
     """The runtime streams through asyncio tasks and queues, so async tests run on asyncio."""
     return "asyncio"
+
+
+def run_racers(tmp_path: Path, script: str, args: list[str], count: int = 2) -> list[tuple[int, str, str]]:
+    """Runs `count` copies of a script that prints "ready" then waits on stdin, releases them at once (the
+    barrier), and returns each one's (exit code, stdout, stderr)."""
+    path = tmp_path / "racer.py"
+    path.write_text(script, "utf-8")
+    command = [sys.executable, str(path), *args]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    procs = [subprocess.Popen(command, text=True, **pipes) for _ in range(count)]  # type: ignore[call-overload]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        outputs = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return [(proc.returncode, out, err) for proc, (out, err) in zip(procs, outputs, strict=True)]

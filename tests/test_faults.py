@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from conftest import PAGES, make_tgz, write_corpus
+from conftest import PAGES, make_tgz, run_racers, write_corpus
 
 from lodestar.docs import index as index_module
 from lodestar.docs.errors import CorpusError, DocsError
@@ -326,31 +326,7 @@ print(json.dumps({"notes": service.load_notes, "failures": service.failures, "pa
 def test_two_processes_heal_one_damaged_index_once(corpus_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
     DocsService([str(corpus_dir)], cache_dir, bundled=False).load()
     DAMAGE["truncated segment"](index_dir(cache_dir, source_for(corpus_dir)))
-    script = tmp_path / "racer.py"
-    script.write_text(_RACER, "utf-8")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(corpus_dir), str(cache_dir)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        outputs = [proc.communicate(timeout=60) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    outputs = [(out, err) for _, out, err in run_racers(tmp_path, _RACER, [str(corpus_dir), str(cache_dir)])]
     results = [json.loads(out) for out, _ in outputs]
     assert all(r["failures"] == {} and r["paths"][0] == "docs/agents/memory.md" for r in results)
     assert sorted(n for r in results for n in r["notes"]) == [f"{EXAMPLE}: cached", f"{EXAMPLE}: rebuilt"]

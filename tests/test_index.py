@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import PAGES, write_corpus
+from conftest import PAGES, run_racers, write_corpus
 
 from lodestar.docs.errors import CorpusError, DocsError
 from lodestar.docs.index import OpenedIndex, index_dir, open_index
@@ -186,37 +184,10 @@ print(json.dumps({
 
 
 def test_two_processes_starting_on_one_empty_cache(corpus_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
-    script = tmp_path / "racer.py"
-    script.write_text(_RACER, "utf-8")
     assert not cache_dir.exists()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(corpus_dir), str(cache_dir)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        outputs = [proc.communicate(timeout=60) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
     results = []
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err
+    for returncode, out, err in run_racers(tmp_path, _RACER, [str(corpus_dir), str(cache_dir)]):
+        assert returncode == 0, err
         results.append(json.loads(out))
     for result in results:
         assert result["failures"] == {}

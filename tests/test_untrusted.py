@@ -143,12 +143,18 @@ print(json.dumps([{{"name": "pkg", "version": "1.2.3", "filename": "pkg-1.2.3.tg
 @pytest.fixture
 def fake_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An `npm` that records its arguments and packs a local tarball: no network."""
-    bin_dir = tmp_path / "fake-bin"
+    bin_dir = npm_on_path(tmp_path, monkeypatch, FAKE_NPM.format(python=sys.executable))
+    make_tgz(bin_dir / "package.tgz", "pkg", "1.2.3")
+    return bin_dir
+
+
+def npm_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
+    """An executable `npm` first on PATH; returns its folder."""
+    bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     npm = bin_dir / "npm"
-    npm.write_text(FAKE_NPM.format(python=sys.executable), "utf-8")
+    npm.write_text(script, "utf-8")
     npm.chmod(0o755)
-    make_tgz(bin_dir / "package.tgz", "pkg", "1.2.3")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return bin_dir
 
@@ -202,13 +208,8 @@ def test_npm_packages_unpack_under_the_limits(fake_npm: Path, cache_dir: Path) -
 
 
 def test_a_hanging_npm_is_stopped_at_npm_timeout_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bin_dir = tmp_path / "slow-bin"
-    bin_dir.mkdir()
-    npm = bin_dir / "npm"
     # A helper process holds npm's output open: killing npm alone would leave the read waiting for it.
-    npm.write_text("#!/bin/sh\nsleep 300 &\nwait\n", "utf-8")
-    npm.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    npm_on_path(tmp_path, monkeypatch, "#!/bin/sh\nsleep 300 &\nwait\n")
     started = time.monotonic()
     with pytest.raises(CorpusError, match=r"did not finish within npm_timeout_s=0\.5 s") as info:
         resolve("npm:pkg@latest", tmp_path / "cache", DocsLimits(npm_timeout_s=0.5))
@@ -217,11 +218,6 @@ def test_a_hanging_npm_is_stopped_at_npm_timeout_s(tmp_path: Path, monkeypatch: 
 
 
 def test_npm_output_without_package_details_is_a_corpus_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bin_dir = tmp_path / "odd-bin"
-    bin_dir.mkdir()
-    npm = bin_dir / "npm"
-    npm.write_text("#!/bin/sh\necho 'npm notice something'\n", "utf-8")
-    npm.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    npm_on_path(tmp_path, monkeypatch, "#!/bin/sh\necho 'npm notice something'\n")
     with pytest.raises(CorpusError, match="printed no package details"):
         resolve("npm:pkg@latest", tmp_path / "cache")
