@@ -75,3 +75,12 @@ class CorpusInfo(BaseModel):
 
 class CorporaResult(BaseModel):
     corpora: list[CorpusInfo]
+
+
+class HealthReport(BaseModel):
+    """What /health answers: `loading` until every corpus was tried, `degraded` when one failed."""
+
+    status: Literal["loading", "ok", "degraded"]
+    corpora: int = Field(description="Corpora loaded and searchable")
+    reason: str | None = Field(None, description="Why the server is degraded: each failed corpus and its error")
+    failed: list[str] | None = Field(None, description="Names of the corpora that failed to load")

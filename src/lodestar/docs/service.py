@@ -23,6 +23,7 @@ from lodestar.docs.models import (
     CorporaResult,
     CorpusInfo,
     DocPage,
+    HealthReport,
     ListEntry,
     ListResult,
     SearchHit,
@@ -296,15 +297,14 @@ class DocsService:
             raise DocsError(f"nothing under {path_prefix!r}. {_closest_hint(prefix, paths)}")
         return ListResult(entries=entries)
 
-    def health(self) -> dict[str, object]:
-        """For /health: `loading` until every corpus was tried, then `degraded` (naming why) if any failed."""
+    def health(self) -> HealthReport:
         if not self.ready.is_set():
-            return {"status": "loading", "corpora": len(self.corpora)}
+            return HealthReport(status="loading", corpora=len(self.corpora))
         failed = dict(self.failures)
         if not failed:
-            return {"status": "ok", "corpora": len(self.corpora)}
+            return HealthReport(status="ok", corpora=len(self.corpora))
         reason = "; ".join(f"corpus {name} failed to load: {error}" for name, error in failed.items())
-        return {"status": "degraded", "reason": reason, "corpora": len(self.corpora), "failed": sorted(failed)}
+        return HealthReport(status="degraded", corpora=len(self.corpora), reason=reason, failed=sorted(failed))
 
     def list_corpora(self) -> CorporaResult:
         self.ready.wait()

@@ -120,7 +120,7 @@ def build_http_app(server: MCPServer, settings: Settings, docs: DocsService | No
     async def health(_: Request) -> Response:
         """Always 200 while the server answers: a failed corpus is not fixed by a restart, so `degraded`
         tells the operator (with the reason) without making a load balancer drop the server."""
-        report = docs.health() if docs else {"status": "ok"}
+        report = docs.health().model_dump(mode="json", exclude_none=True) if docs else {"status": "ok"}
         return JSONResponse(report)
 
     app: ASGIApp = server.streamable_http_app(
