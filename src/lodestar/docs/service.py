@@ -116,7 +116,7 @@ class DocsService:
                 opened = open_index(source, self.cache_dir)
                 assert opened is not None
                 status = "built in a child process" if opened.built == "cached" else opened.built
-            searcher = CorpusSearcher(opened)
+            searcher = CorpusSearcher(opened, self.limits)
         except CorpusError as exc:
             self._fail(source.name, str(exc))
             return f"{source.name}: failed: {exc}"
