@@ -30,7 +30,6 @@ K1, B = 1.2, 0.75
 FIELD_BOOSTS = {"title": 3.0, "headings": 2.0, "pathtext": 1.5, "body": 1.0, "code": 0.5}
 SNIPPET_CHARS = 240
 _BYTE_LENGTHS = [byte_to_length(b) for b in range(256)]  # Whoosh stores field lengths as one byte
-CORRECTIONS_CACHED = 4096  # words whose spelling lookup is kept, per corpus
 
 V = TypeVar("V")
 
@@ -99,7 +98,7 @@ class CorpusSearcher:
         self.lock = threading.Lock()  # Whoosh searchers are not thread-safe
         # An entry weighs its postings plus one for itself.
         self.term_cache: LRU[dict[int, float]] = LRU(limits.term_cache_entries, lambda scores: len(scores) + 1)
-        self.corrections: LRU[tuple[int, int, str] | None] = LRU(CORRECTIONS_CACHED, lambda _: 1)
+        self.corrections: LRU[tuple[int, int, str] | None] = LRU(limits.spelling_cache_entries, lambda _: 1)
         self.spelling_words: list[str] | None = None  # read at the first lookup
         self.doc_paths: list[str] = list(self.reader.column_reader("path"))
         self.field_lengths: dict[tuple[int, str], list[int]] = {}
