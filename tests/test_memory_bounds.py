@@ -14,7 +14,7 @@ import pytest
 from conftest import write_corpus
 
 from lodestar.docs import analysis
-from lodestar.docs.analysis import WORD_CACHE_SIZE, analyzer
+from lodestar.docs.analysis import WORD_CACHE_SIZE, analyzer, query_terms
 from lodestar.docs.index import open_index
 from lodestar.docs.limits import DocsLimits
 from lodestar.docs.search import LRU, CorpusSearcher
@@ -110,6 +110,18 @@ def test_stemming_and_splitting_caches_are_lru_bounded() -> None:
     analysis._stem(words[0])  # the oldest word was evicted: computed again
     assert analysis._stem.cache_info().misses == len(words) + 1
     assert [t.text for t in analyzer()("streamUntilIdle")] == ["streamuntilidl", "stream", "until", "idl"]
+
+
+def test_query_words_do_not_enter_the_word_caches(searcher: CorpusSearcher) -> None:
+    analysis._stem.cache_clear()
+    analysis._compound_parts.cache_clear()
+    for word in itertools.islice(made_up_words(), 100):
+        assert query_terms(f"{word} {word.upper()}Part")[::2] == [analysis.stem(word), "part"]
+        assert not searcher.known(word)
+        searcher.search(f"{word} zqbcd", 5)
+    assert analysis._stem.cache_info().currsize == analysis._compound_parts.cache_info().currsize == 0
+    list(analyzer()("indexedWords"))  # index builds and snippets do use them
+    assert analysis._stem.cache_info().currsize == 3 and analysis._compound_parts.cache_info().currsize == 1
 
 
 def test_lru_replacing_an_entry_reweighs_it_and_the_newest_always_stays() -> None:

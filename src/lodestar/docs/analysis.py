@@ -25,8 +25,8 @@ QUESTION_WORDS = frozenset(
 )
 
 
-# Distinct words whose stem and compound parts are kept: a corpus as large as Mastra's docs has 18,000,
-# so index builds mostly hit, while a stream of made-up query words only recycles the oldest entries.
+# Distinct words whose stem and compound parts are kept for index builds and snippets: a corpus as large as
+# Mastra's docs has 18,000. Queries do not use the caches: their words are few and may be made up.
 WORD_CACHE_SIZE = 32_768
 
 
@@ -35,11 +35,11 @@ def _stem(word: str) -> str:
     return stem(word)
 
 
-def _parts(word: str) -> tuple[tuple[int, str], ...]:
+def _parts(word: str, cached: bool = True) -> tuple[tuple[int, str], ...]:
     """Offsets and lowercase words of a compound identifier; empty for a plain word."""
     if word.isalpha() and (word.islower() or word[1:].islower()):
         return ()
-    return _compound_parts(word)
+    return _compound_parts(word) if cached else _compound_parts.__wrapped__(word)
 
 
 @lru_cache(maxsize=WORD_CACHE_SIZE)
@@ -98,12 +98,13 @@ class DocsAnalyzer(Analyzer):
         **kwargs: Any,
     ) -> Iterator[Token]:
         token = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
-        stemmer = (lambda w: w) if no_morph else _stem
+        cached = mode != "query"
+        stemmer = (lambda w: w) if no_morph else _stem if cached else stem
         pos = start_pos
         for match in _WORD.finditer(value):
             word = match.group()
             start = match.start()
-            pieces = ((0, word.lower()), *_parts(word))
+            pieces = ((0, word.lower()), *_parts(word, cached))
             for index, (offset, piece) in enumerate(pieces):
                 stopped = piece in STOP_WORDS
                 if stopped and removestops:

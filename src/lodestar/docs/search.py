@@ -235,7 +235,7 @@ class CorpusSearcher:
         return [w for _, w in sorted(ranked, key=lambda item: (-item[0], item[1]))]
 
     def _freq(self, word: str) -> int:
-        term = next((t.text for t in analyzer()(word)), word)
+        term = next((t.text for t in analyzer()(word, mode="query")), word)
         return sum(self.reader.doc_frequency(field, term) for field in FIELD_BOOSTS)
 
 
