@@ -85,9 +85,10 @@ class CorpusSearcher:
     thousands. Docs queries reuse a small vocabulary, so each term's BM25F scores (all fields, boosts
     applied) are computed once and summed per query: the same ranking as an OR query, a tenth of the time.
 
-    Memory per corpus is the index's columns (paths, field lengths) plus two bounded caches: term scores
-    by postings held, spelling lookups by words. Stored fields are read per hit (8 microseconds each),
-    and Whoosh's own per-term memo (`Searcher.idf`) is bypassed, so made-up words leave nothing behind.
+    Memory per corpus is what the index holds (paths, field lengths, the spelling words) plus two bounded
+    caches: term scores by postings held, spelling lookups by words. Stored fields are read per hit
+    (8 microseconds each), and Whoosh's own per-term memo (`Searcher.idf`) is bypassed, so made-up words
+    leave nothing behind.
     """
 
     def __init__(self, opened: OpenedIndex, limits: DocsLimits | None = None) -> None:
@@ -208,8 +209,8 @@ class CorpusSearcher:
             return self._freq(word) > 0
 
     def closest(self, word: str) -> tuple[int, int, str] | None:
-        """(edit distance, -frequency, word) of the indexed word nearest to an unknown one, from Whoosh's
-        spelling graph of body words; tuples from several corpora compare to pick the best."""
+        """(edit distance, -frequency, word) of the indexed word nearest to an unknown one, from the words of
+        the body field; tuples from several corpora compare to pick the best."""
         with self.lock:
             if word not in self.corrections:
                 self.corrections.put(word, self._closest(word))
