@@ -46,7 +46,7 @@ def test_term_cache_evicts_by_postings_held(searcher: CorpusSearcher) -> None:
     for word in WORDS:
         assert searcher.search(word, 5).total == 20
     cache = searcher.term_cache
-    assert cache.total == sum(len(scores) + 1 for scores in cache.entries.values())
+    assert cache.total == sum(len(docs) + 1 for docs, _ in cache.entries.values())
     assert 1_000 - 21 < cache.total <= 1_000
     assert len(cache) == 1_000 // 21
     assert list(cache.entries) == [analyzer()(w).__next__().text for w in WORDS[-len(cache) :]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import re
 import threading
+from array import array
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ SNIPPET_CHARS = 240
 _BYTE_LENGTHS = [byte_to_length(b) for b in range(256)]  # Whoosh stores field lengths as one byte
 
 V = TypeVar("V")
+TermScores = tuple[array, array]  # section numbers ("i"), scores ("d")
 
 
 @dataclass(slots=True)
@@ -98,7 +100,7 @@ class CorpusSearcher:
         self.reader = self.searcher.reader()
         self.lock = threading.Lock()  # Whoosh searchers are not thread-safe
         # An entry weighs its postings plus one for itself.
-        self.term_cache: LRU[dict[int, float]] = LRU(limits.term_cache_entries, lambda scores: len(scores) + 1)
+        self.term_cache: LRU[TermScores] = LRU(limits.term_cache_entries, lambda scores: len(scores[0]) + 1)
         self.corrections: LRU[tuple[int, int, str] | None] = LRU(limits.spelling_cache_entries, lambda _: 1)
         self.spelling_words: list[str] | None = None  # read at the first lookup
         self.doc_paths: list[str] = list(self.reader.column_reader("path"))
@@ -126,29 +128,31 @@ class CorpusSearcher:
         that repeat one common word above those that match the question."""
         if not terms:
             return {}
-        maps = sorted((self._term_scores(t) for t in terms), key=len, reverse=True)
+        maps = sorted((self._term_scores(t) for t in terms), key=lambda m: len(m[0]), reverse=True)
+        total = dict(zip(*maps[0], strict=True))
         if len(maps) == 1:
-            return maps[0]
-        total = dict(maps[0])
+            return total
         matched = dict.fromkeys(total, 1)
-        for scores in maps[1:]:
+        for docs, scores in maps[1:]:
             get, count = total.get, matched.get
-            for doc, score in scores.items():
+            for doc, score in zip(docs, scores, strict=True):
                 total[doc] = get(doc, 0.0) + score
                 matched[doc] = count(doc, 0) + 1
         share = 1 / len(terms)
         return {doc: score * (matched[doc] * share) ** 2 for doc, score in total.items()}
 
-    def _term_scores(self, term: str) -> dict[int, float]:
+    def _term_scores(self, term: str) -> TermScores:
+        """(sections, scores) of one term in two arrays: 12 bytes a posting, where a dict takes 130."""
         cached = self.term_cache.get(term)
         if cached is not None:
             return cached
         scores: dict[int, float] = {}
         for field, boost in FIELD_BOOSTS.items():
             self._add_field_scores(scores, field, term, boost)
+        found = (array("i", scores), array("d", scores.values()))
         if scores:  # a word the index lacks costs a few term lookups to score again: not worth memory
-            self.term_cache.put(term, scores)
-        return scores
+            self.term_cache.put(term, found)
+        return found
 
     def _add_field_scores(self, scores: dict[int, float], field: str, term: str, boost: float) -> None:
         """BM25F (Whoosh's formula and statistics) over raw posting blocks, skipping deleted sections."""
