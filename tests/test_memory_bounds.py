@@ -22,7 +22,7 @@ from lodestar.docs.service import DocsService
 from lodestar.docs.sources import CorpusSource
 
 LIMITS = DocsLimits(term_cache_entries=1_000, spelling_cache_entries=64)
-# 200 made-up words, each in every section of 20 pages: 20 postings a term, so 1,000 postings hold ~47 terms.
+# 200 made-up words, each on every one of 20 one-section pages: 20 postings a term, so 1,000 postings hold ~47 terms.
 WORDS = ["zq" + "".join(letters) for letters in itertools.product("bcdfgh", repeat=3)][:200]
 PAGES = {f"docs/page{i}.md": f"# Page {i}\n\n{' '.join(WORDS)}\n" for i in range(20)}
 
@@ -49,7 +49,7 @@ def test_term_cache_evicts_by_postings_held(searcher: CorpusSearcher) -> None:
     assert cache.total == sum(len(docs) + 1 for docs, _ in cache.entries.values())
     assert 1_000 - 21 < cache.total <= 1_000
     assert len(cache) == 1_000 // 21
-    assert list(cache.entries) == [analyzer()(w).__next__().text for w in WORDS[-len(cache) :]]
+    assert list(cache.entries) == [query_terms(w)[0] for w in WORDS[-len(cache) :]]  # the newest, oldest first
 
 
 def test_unknown_words_leave_nothing_in_the_term_cache_or_whoosh(searcher: CorpusSearcher) -> None:
