@@ -30,10 +30,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing
 import os
+import random
 import resource
 import shutil
 import statistics
+import string
 import sys
 import tempfile
 import textwrap
@@ -490,6 +493,104 @@ async def bench_stdio_search(
         )
 
 
+# Soak: memory under a stream of made-up words
+
+SOAK_MARKS = (1_000, 5_000, 10_000, 25_000, 50_000, 100_000)
+SOAK_GROWTH = 15.0  # percent over the resident set after the first 1,000 searches
+
+
+@dataclass
+class SoakMark:
+    searches: int
+    rss_mb: float
+    median_ms: float
+    p95_ms: float
+    caches: str
+
+
+def rss_mb() -> float:
+    """Resident set (VmRSS) of this process, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("bench_docs: no VmRSS in /proc/self/status (the soak needs Linux)")
+
+
+def made_up_query(rng: random.Random) -> str:
+    """One to three random 6-12 letter words: each unknown to the index, each a spelling lookup."""
+    words = ("".join(rng.choices(string.ascii_lowercase, k=rng.randint(6, 12))) for _ in range(rng.randint(1, 3)))
+    return " ".join(words)
+
+
+def cache_sizes(service: DocsService, name: str) -> str:
+    from lodestar.docs import analysis
+
+    searcher = service.corpora[name].searcher
+    return (
+        f"term cache {len(searcher.term_cache)} terms / {searcher.term_cache.total} postings, "
+        f"spelling {len(searcher.corrections)}, stems {analysis._stem.cache_info().currsize}, "
+        f"Whoosh idf {len(searcher.searcher._idf_cache)}"
+    )
+
+
+def soak_marks(spec: str | None, cache: Path, searches: int) -> list[SoakMark]:
+    """Runs in a fresh process (memory freed by earlier corpora would hide growth): opens the cached corpus
+    and searches made-up words through DocsService.search, noting RSS and latency at each mark."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lodestar").setLevel(logging.WARNING)
+    service = make_service(spec, cache)
+    name = corpus_name(service, spec)
+    rng = random.Random(8)
+    marks, times = [], []
+    for done in range(1, searches + 1):
+        query = made_up_query(rng)
+        t0 = time.perf_counter()
+        service.search(query, 8, name)
+        times.append(ms(time.perf_counter() - t0))
+        if done in SOAK_MARKS or done == searches:
+            marks.append(SoakMark(done, rss_mb(), *med_p95(times), cache_sizes(service, name)))
+            log.info("%s: soak %d searches, RSS %.1f MB, %s", name, done, marks[-1].rss_mb, marks[-1].caches)
+            times = []
+    service.close()
+    return marks
+
+
+def bench_soak(spec: str | None, searches: int, report: Report) -> None:
+    label = spec or "bundled"
+    with tempfile.TemporaryDirectory(prefix="lodestar-soak-") as tmp:
+        cache = Path(tmp) / "cache"
+        service = make_service(spec, cache)  # fetch and build here, so the soak process only opens
+        name = corpus_name(service, spec)
+        service.close()
+        log.info("=== soak %s: %d searches of made-up words", label, searches)
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            marks = pool.apply(soak_marks, (spec, cache, searches))
+    previous = 0
+    for mark in marks:
+        report.add(
+            name,
+            f"soak: searches {previous + 1:,}-{mark.searches:,}",
+            mark.median_ms,
+            mark.p95_ms,
+            "ms",
+            str(mark.searches - previous),
+            note=f"RSS then {mark.rss_mb:.1f} MB",
+        )
+        previous = mark.searches
+    base = marks[0].rss_mb
+    growth = max(100 * (m.rss_mb / base - 1) for m in marks)
+    verdict = "within" if growth <= SOAK_GROWTH else "**over**"
+    report.add(
+        name,
+        "soak: largest RSS growth over the level at the first mark",
+        round(growth, 1),
+        None,
+        "%",
+        str(marks[-1].searches),
+        note=f"{verdict} {SOAK_GROWTH:g} %; at the end: {marks[-1].caches}",
+    )
+
+
 # Driver
 
 
@@ -550,10 +651,20 @@ def main() -> None:
     parser.add_argument("--stdio-queries", type=int, default=10_000, help="at most this many queries over stdio")
     parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES, help="one query per line")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 build, 2 rounds, 3 spawns, 60 queries")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        metavar="N",
+        help="instead: N searches of made-up words per corpus (bundled, plus --corpus specs when given), "
+        f"printing RSS and latency at {', '.join(f'{m:,}' for m in SOAK_MARKS)} searches",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("lodestar").setLevel(logging.WARNING)
     logging.getLogger("lodestar.docs.sources").setLevel(logging.INFO)  # "fetching ... with npm pack"
+    if args.soak:
+        soak_main(args)
+        return
     queries = load_queries(args.queries)
     if args.quick:
         args.builds, args.rounds, args.spawns, args.opens = 1, 2, 3, 2
@@ -578,6 +689,13 @@ def main() -> None:
         note="in-process: every build, open and search above",
     )
     log.info("total %.1f s", time.perf_counter() - started)
+    sys.stdout.write(f"\n{report.markdown()}\n")
+
+
+def soak_main(args: argparse.Namespace) -> None:
+    report = Report()
+    for spec in ([] if args.no_bundled else [None]) + (args.corpus or []):
+        bench_soak(spec, args.soak, report)
     sys.stdout.write(f"\n{report.markdown()}\n")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from whoosh.analysis import STOP_WORDS, Analyzer, Token
@@ -25,16 +25,25 @@ QUESTION_WORDS = frozenset(
 )
 
 
-@cache
+# Distinct words whose stem and compound parts are kept for index builds and snippets: a corpus as large as
+# Mastra's docs has 18,000. Queries do not use the caches: their words are few and may be made up.
+WORD_CACHE_SIZE = 32_768
+
+
+@lru_cache(maxsize=WORD_CACHE_SIZE)
 def _stem(word: str) -> str:
     return stem(word)
 
 
-@cache
-def _parts(word: str) -> tuple[tuple[int, str], ...]:
+def _parts(word: str, cached: bool = True) -> tuple[tuple[int, str], ...]:
     """Offsets and lowercase words of a compound identifier; empty for a plain word."""
     if word.isalpha() and (word.islower() or word[1:].islower()):
         return ()
+    return _compound_parts(word) if cached else _compound_parts.__wrapped__(word)
+
+
+@lru_cache(maxsize=WORD_CACHE_SIZE)
+def _compound_parts(word: str) -> tuple[tuple[int, str], ...]:
     parts: list[tuple[int, str]] = []
     start = -1
     for i, char in enumerate(word):
@@ -89,12 +98,13 @@ class DocsAnalyzer(Analyzer):
         **kwargs: Any,
     ) -> Iterator[Token]:
         token = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
-        stemmer = (lambda w: w) if no_morph else _stem
+        cached = mode != "query"
+        stemmer = (lambda w: w) if no_morph else _stem if cached else stem
         pos = start_pos
         for match in _WORD.finditer(value):
             word = match.group()
             start = match.start()
-            pieces = ((0, word.lower()), *_parts(word))
+            pieces = ((0, word.lower()), *_parts(word, cached))
             for index, (offset, piece) in enumerate(pieces):
                 stopped = piece in STOP_WORDS
                 if stopped and removestops:

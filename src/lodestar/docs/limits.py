@@ -27,6 +27,7 @@ class DocsLimits(BaseModel):
     max_spelling_word_chars: int = Field(24, ge=4, description="longer unknown words are not spell-corrected")
     # Caches
     term_cache_entries: int = Field(400_000, ge=1_000, description="scored postings kept per corpus")
+    spelling_cache_entries: int = Field(4_096, ge=16, description="spelling lookups kept per corpus")
     page_cache_bytes: int = Field(64 * MIB, ge=0, description="parsed pages kept for read_doc, by text size")
     # Pages and packages
     max_page_bytes: int = Field(32 * MIB, ge=1_024, description="larger files are skipped with a warning")

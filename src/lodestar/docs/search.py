@@ -10,20 +10,22 @@ from __future__ import annotations
 import heapq
 import re
 import threading
+from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from whoosh.codec.base import Automata
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3LeafMatcher, _lenfield
-from whoosh.query import Prefix
 from whoosh.scoring import BM25F
 from whoosh.util.numeric import byte_to_length
 
 from lodestar.docs.analysis import analyzer, query_terms
 from lodestar.docs.index import OpenedIndex
+from lodestar.docs.limits import DocsLimits
 
 K1, B = 1.2, 0.75
 FIELD_BOOSTS = {"title": 3.0, "headings": 2.0, "pathtext": 1.5, "body": 1.0, "code": 0.5}
@@ -34,6 +36,9 @@ SNIPPET_PROBES = 64  # candidate matches a long body's text search may check bef
 _CHUNK = 65_536  # a long body is searched in lowercased chunks of this size
 _PROBE = 256  # characters analysed to confirm a candidate
 _BYTE_LENGTHS = [byte_to_length(b) for b in range(256)]  # Whoosh stores field lengths as one byte
+
+V = TypeVar("V")
+TermScores = tuple[array, array]  # section numbers ("i"), scores ("d")
 
 
 @dataclass(slots=True)
@@ -51,23 +56,58 @@ class Matches:
     terms: list[str]
 
 
+class LRU(Generic[V]):
+    """A map that forgets its least recently used entries once their total weight passes `budget`;
+    the newest entry stays even when it alone weighs more."""
+
+    def __init__(self, budget: int, weight: Callable[[V], int]) -> None:
+        self.entries: OrderedDict[str, V] = OrderedDict()
+        self.budget, self.weight, self.total = budget, weight, 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def get(self, key: str) -> V | None:
+        if key not in self.entries:
+            return None
+        self.entries.move_to_end(key)
+        return self.entries[key]
+
+    def put(self, key: str, value: V) -> None:
+        if key in self.entries:
+            self.total -= self.weight(self.entries.pop(key))
+        self.entries[key] = value
+        self.total += self.weight(value)
+        while self.total > self.budget and len(self.entries) > 1:
+            self.total -= self.weight(self.entries.popitem(last=False)[1])
+
+
 class CorpusSearcher:
     """Scores queries term by term from a cache of per-term score maps.
 
     Whoosh scores postings in Python, about 4 microseconds each; a query over common words touches
     thousands. Docs queries reuse a small vocabulary, so each term's BM25F scores (all fields, boosts
     applied) are computed once and summed per query: the same ranking as an OR query, a tenth of the time.
+
+    Memory per corpus is what the index holds (paths, field lengths, the spelling words) plus two bounded
+    caches: term scores by postings held, spelling lookups by words. Stored fields are read per hit
+    (8 microseconds each), and Whoosh's own per-term memo (`Searcher.idf`) is bypassed, so made-up words
+    leave nothing behind.
     """
 
-    def __init__(self, opened: OpenedIndex, cache_entries: int = 400_000) -> None:
-        self.searcher = opened.index.searcher(weighting=BM25F(B=B, K1=K1))
+    def __init__(self, opened: OpenedIndex, limits: DocsLimits | None = None) -> None:
+        limits = limits or DocsLimits()
+        self.weighting = BM25F(B=B, K1=K1)
+        self.searcher = opened.index.searcher(weighting=self.weighting)
         self.reader = self.searcher.reader()
         self.lock = threading.Lock()  # Whoosh searchers are not thread-safe
-        self.term_cache: OrderedDict[str, dict[int, float]] = OrderedDict()
-        self.cache_entries, self.cached = cache_entries, 0
-        self.prefix_docs: OrderedDict[str, frozenset[int]] = OrderedDict()
-        self.stored: dict[int, dict[str, Any]] = {}
-        self.corrections: OrderedDict[str, tuple[int, int, str] | None] = OrderedDict()
+        # An entry weighs its postings plus one for itself.
+        self.term_cache: LRU[TermScores] = LRU(limits.term_cache_entries, lambda scores: len(scores[0]) + 1)
+        self.corrections: LRU[tuple[int, int, str] | None] = LRU(limits.spelling_cache_entries, lambda _: 1)
+        self.spelling_words: list[str] | None = None  # read at the first lookup
         self.doc_paths: list[str] = list(self.reader.column_reader("path"))
         self.field_lengths: dict[tuple[int, str], list[int]] = {}
         for leaf, _ in self.reader.leaf_readers():  # loaded now, on the loading thread, not by the first query
@@ -83,8 +123,8 @@ class CorpusSearcher:
             terms = query_terms(text)
             scores = self._score(terms)
             if path_prefix:
-                allowed = self._docs_under(path_prefix)
-                scores = {d: s for d, s in scores.items() if d in allowed}
+                paths = self.doc_paths
+                scores = {d: s for d, s in scores.items() if paths[d].startswith(path_prefix)}
             return Matches(self._best_per_page(scores, pages), self._page_count(scores), terms)
 
     def _score(self, terms: list[str]) -> dict[int, float]:
@@ -93,42 +133,42 @@ class CorpusSearcher:
         that repeat one common word above those that match the question."""
         if not terms:
             return {}
-        maps = sorted((self._term_scores(t) for t in terms), key=len, reverse=True)
+        maps = sorted((self._term_scores(t) for t in terms), key=lambda m: len(m[0]), reverse=True)
+        total = dict(zip(*maps[0], strict=True))
         if len(maps) == 1:
-            return maps[0]
-        total = dict(maps[0])
+            return total
         matched = dict.fromkeys(total, 1)
-        for scores in maps[1:]:
+        for docs, scores in maps[1:]:
             get, count = total.get, matched.get
-            for doc, score in scores.items():
+            for doc, score in zip(docs, scores, strict=True):
                 total[doc] = get(doc, 0.0) + score
                 matched[doc] = count(doc, 0) + 1
         share = 1 / len(terms)
         return {doc: score * (matched[doc] * share) ** 2 for doc, score in total.items()}
 
-    def _term_scores(self, term: str) -> dict[int, float]:
+    def _term_scores(self, term: str) -> TermScores:
+        """(sections, scores) of one term in two arrays: 12 bytes a posting, where a dict takes 130."""
         cached = self.term_cache.get(term)
         if cached is not None:
-            self.term_cache.move_to_end(term)
             return cached
         scores: dict[int, float] = {}
         for field, boost in FIELD_BOOSTS.items():
             self._add_field_scores(scores, field, term, boost)
-        self.term_cache[term] = scores
-        self.cached += len(scores)
-        while self.cached > self.cache_entries and len(self.term_cache) > 1:
-            self.cached -= len(self.term_cache.popitem(last=False)[1])
-        return scores
+        found = (array("i", scores), array("d", scores.values()))
+        if scores:  # a word the index lacks costs a few term lookups to score again: not worth memory
+            self.term_cache.put(term, found)
+        return found
 
     def _add_field_scores(self, scores: dict[int, float], field: str, term: str, boost: float) -> None:
         """BM25F (Whoosh's formula and statistics) over raw posting blocks, skipping deleted sections."""
-        idf = self.searcher.idf(field, term) * boost
+        leaves = [(leaf, offset) for leaf, offset in self.reader.leaf_readers() if (field, term) in leaf]
+        if not leaves:
+            return
+        idf = self.weighting.idf(self.searcher, field, term) * boost  # not Searcher.idf: it memoises forever
         norm = K1 * B / (self.searcher.avg_field_length(field) or 1)
         base = K1 * (1 - B)
         get = scores.get
-        for leaf, offset in self.reader.leaf_readers():
-            if (field, term) not in leaf:
-                continue
+        for leaf, offset in leaves:
             lengths = self._lengths(leaf, field)
             deleted = leaf.deleted_docs_set
             for ids, weights in _posting_blocks(leaf, field, term):
@@ -149,15 +189,6 @@ class CorpusSearcher:
             self.field_lengths[key] = lengths
         return lengths
 
-    def _docs_under(self, prefix: str) -> frozenset[int]:
-        docs = self.prefix_docs.get(prefix)
-        if docs is None:
-            docs = frozenset(self.searcher.docs_for_query(Prefix("path", prefix)))
-            self.prefix_docs[prefix] = docs
-            if len(self.prefix_docs) > 64:
-                self.prefix_docs.popitem(last=False)
-        return docs
-
     def _page_count(self, scores: dict[int, float]) -> int:
         paths = self.doc_paths
         return len({paths[doc] for doc in scores})
@@ -165,14 +196,15 @@ class CorpusSearcher:
     def _best_per_page(self, scores: dict[int, float], pages: int) -> list[Match]:
         matches: list[Match] = []
         seen: set[str] = set()
+        paths = self.doc_paths
         fetch = pages * 4
         ranked = heapq.nlargest(fetch, scores.items(), key=itemgetter(1))
         while True:
             for doc, score in ranked:
-                fields = self._stored(doc)
-                if fields["path"] in seen:
+                if paths[doc] in seen:
                     continue
-                seen.add(fields["path"])
+                seen.add(paths[doc])
+                fields = self.searcher.stored_fields(doc)
                 matches.append(Match(fields["path"], fields["ordinal"], score, fields.get("body", "")))
                 if len(matches) >= pages:
                     return matches
@@ -181,37 +213,53 @@ class CorpusSearcher:
             fetch *= 4  # one page filled the candidates: widen, skipping what was seen
             ranked = heapq.nlargest(fetch, scores.items(), key=itemgetter(1))[fetch // 4 :]
 
-    def _stored(self, doc: int) -> dict[str, Any]:
-        fields = self.stored.get(doc)
-        if fields is None:
-            fields = self.stored[doc] = self.searcher.stored_fields(doc)
-        return fields
-
     def known(self, word: str) -> bool:
         with self.lock:
             return self._freq(word) > 0
 
     def closest(self, word: str) -> tuple[int, int, str] | None:
-        """(edit distance, -frequency, word) of the indexed word nearest to an unknown one, from Whoosh's
-        spelling graph of body words; tuples from several corpora compare to pick the best."""
+        """(edit distance, -frequency, word) of the indexed word nearest to an unknown one, from the words of
+        the body field; tuples from several corpora compare to pick the best."""
         with self.lock:
             if word not in self.corrections:
-                self.corrections[word] = self._closest(word)
-                if len(self.corrections) > 4096:
-                    self.corrections.popitem(last=False)
-            return self.corrections[word]
+                self.corrections.put(word, self._closest(word))
+            return self.corrections.get(word)
 
     def _closest(self, word: str) -> tuple[int, int, str] | None:
-        corrector = self.searcher.corrector("body")
         # Typos rarely touch the first letter; keeping it makes the lookup 5x cheaper.
-        candidates = corrector.suggest(word, limit=8, maxdist=2, prefix=1) or corrector.suggest(
-            word, limit=8, maxdist=2
-        )
+        candidates = self._suggest(word, prefix=1) or self._suggest(word, prefix=0)
         return min(((edit_distance(word, c), -self._freq(c), c) for c in candidates), default=None)
 
+    def _suggest(self, word: str, prefix: int) -> list[str]:
+        """Whoosh's `Corrector.suggest(word, limit=8, maxdist=2, prefix)`: the 8 most frequent body words
+        within 2 edits, found by walking its Levenshtein automaton over the spelling words held in memory.
+        Whoosh walks them on disk, a binary search of the term file per step: 30 ms a word on Mastra's
+        docs, 2.5 times this."""
+        if self.spelling_words is None:
+            self.spelling_words = list(self.reader.field_terms(self.reader.schema["body"].spelling_fieldname("body")))
+        dfa = Automata.levenshtein_dfa(word, 2, prefix)
+        found = Automata.find_matches(dfa, _WordCursor(self.spelling_words))
+        freq = self.reader.frequency
+        # Whoosh's ranking, ties to the later word: a higher body frequency is a higher score.
+        ranked = heapq.nlargest(8, ((-(2 + 0.5 / (freq("body", w) or 1)), w) for w in found))
+        return [w for _, w in sorted(ranked, key=lambda item: (-item[0], item[1]))]
+
     def _freq(self, word: str) -> int:
-        term = next((t.text for t in analyzer()(word)), word)
+        term = next((t.text for t in analyzer()(word, mode="query")), word)
         return sum(self.reader.doc_frequency(field, term) for field in FIELD_BOOSTS)
+
+
+class _WordCursor:
+    """The part of Whoosh's term cursor that `Automata.find_matches` uses, over a sorted word list."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words, self.at = words, 0
+
+    def text(self) -> str | None:
+        return self.words[self.at] if self.at < len(self.words) else None
+
+    def find(self, word: str) -> None:
+        self.at = bisect_left(self.words, word, self.at)
 
 
 def _posting_blocks(leaf: Any, field: str, term: str) -> Iterator[tuple[Sequence[int], Sequence[float]]]:

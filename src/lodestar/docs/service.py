@@ -119,7 +119,7 @@ class DocsService:
                 opened = open_index(source, self.cache_dir, self.limits)
                 assert opened is not None
                 status = "built in a child process" if opened.built == "cached" else opened.built
-            searcher = CorpusSearcher(opened)
+            searcher = CorpusSearcher(opened, self.limits)
         except CorpusError as exc:
             self._fail(source.name, source.source, str(exc))
             return f"{source.name}: failed: {exc}"
