@@ -92,6 +92,7 @@ class HealthProbe(threading.Thread):
 
     def run(self) -> None:
         with httpx.Client(base_url=self.base, timeout=10) as http:
+            http.get("/health").raise_for_status()  # connects: not timed
             while not self.done.is_set():
                 started = time.perf_counter()
                 http.get("/health").raise_for_status()
