@@ -98,15 +98,15 @@ def test_service_search_of_made_up_words_is_bounded(tmp_path: Path, cache_dir: P
 
 def test_stemming_and_splitting_caches_are_lru_bounded() -> None:
     analysis._stem.cache_clear()
-    analysis._compound_parts.cache_clear()
+    analysis._parts.cache_clear()
     words = list(itertools.islice(made_up_words(), WORD_CACHE_SIZE + 100))
     for word in words:
         analysis._stem(word)
-        assert analysis._parts(word) == ()  # answered before the cache: made-up plain words never reach it
+        assert analysis._parts(word) == ()
         assert len(analysis._parts(word.upper() + "Part")) == 2
     assert analysis._stem.cache_info().currsize == WORD_CACHE_SIZE
-    assert analysis._compound_parts.cache_info().currsize == WORD_CACHE_SIZE
-    assert analysis._compound_parts.cache_info().misses == len(words)
+    assert analysis._parts.cache_info().currsize == WORD_CACHE_SIZE
+    assert analysis._parts.cache_info().misses == 2 * len(words)
     analysis._stem(words[0])  # the oldest word was evicted: computed again
     assert analysis._stem.cache_info().misses == len(words) + 1
     assert [t.text for t in analyzer()("streamUntilIdle")] == ["streamuntilidl", "stream", "until", "idl"]
@@ -114,14 +114,14 @@ def test_stemming_and_splitting_caches_are_lru_bounded() -> None:
 
 def test_query_words_do_not_enter_the_word_caches(searcher: CorpusSearcher) -> None:
     analysis._stem.cache_clear()
-    analysis._compound_parts.cache_clear()
+    analysis._parts.cache_clear()
     for word in itertools.islice(made_up_words(), 100):
         assert query_terms(f"{word} {word.upper()}Part")[::2] == [analysis.stem(word), "part"]
         assert not searcher.known(word)
         searcher.search(f"{word} zqbcd", 5)
-    assert analysis._stem.cache_info().currsize == analysis._compound_parts.cache_info().currsize == 0
+    assert analysis._stem.cache_info().currsize == analysis._parts.cache_info().currsize == 0
     list(analyzer()("indexedWords"))  # index builds and snippets do use them
-    assert analysis._stem.cache_info().currsize == 3 and analysis._compound_parts.cache_info().currsize == 1
+    assert analysis._stem.cache_info().currsize == 3 and analysis._parts.cache_info().currsize == 1
 
 
 def test_lru_replacing_an_entry_reweighs_it_and_the_newest_always_stays() -> None:

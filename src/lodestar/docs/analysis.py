@@ -35,15 +35,11 @@ def _stem(word: str) -> str:
     return stem(word)
 
 
-def _parts(word: str, cached: bool = True) -> tuple[tuple[int, str], ...]:
+@lru_cache(maxsize=WORD_CACHE_SIZE)
+def _parts(word: str) -> tuple[tuple[int, str], ...]:
     """Offsets and lowercase words of a compound identifier; empty for a plain word."""
     if word.isalpha() and (word.islower() or word[1:].islower()):
         return ()
-    return _compound_parts(word) if cached else _compound_parts.__wrapped__(word)
-
-
-@lru_cache(maxsize=WORD_CACHE_SIZE)
-def _compound_parts(word: str) -> tuple[tuple[int, str], ...]:
     parts: list[tuple[int, str]] = []
     start = -1
     for i, char in enumerate(word):
@@ -100,11 +96,12 @@ class DocsAnalyzer(Analyzer):
         token = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
         cached = mode != "query"
         stemmer = (lambda w: w) if no_morph else _stem if cached else stem
+        split = _parts if cached else _parts.__wrapped__  # one C-level call per word when cached
         pos = start_pos
         for match in _WORD.finditer(value):
             word = match.group()
             start = match.start()
-            pieces = ((0, word.lower()), *_parts(word, cached))
+            pieces = ((0, word.lower()), *split(word))
             for index, (offset, piece) in enumerate(pieces):
                 stopped = piece in STOP_WORDS
                 if stopped and removestops:
