@@ -17,10 +17,10 @@ from mcp import Client
 from test_http import health_once_loaded, mcp_client, start_server, stop
 
 from lodestar.docs import render
-from lodestar.docs.limits import DocsLimits
+from lodestar.docs.limits import DocsLimits, env_var
 from lodestar.docs.models import SearchResult
 from lodestar.docs.search import CorpusSearcher
-from lodestar.docs.service import DocsService
+from lodestar.docs.service import DocsService, bundled_root
 from lodestar.server.app import build_server
 from lodestar.settings import Settings
 
@@ -194,3 +194,9 @@ def test_the_text_body_repeats_a_long_query_shortened(service: DocsService) -> N
     text = render.render_search(result)
     assert result.query in result.model_dump_json() and len(result.query) > 500
     assert "results for 'background background" in text and result.query not in text
+
+
+def test_every_limit_is_documented() -> None:
+    page = (bundled_root() / "reference" / "configuration.md").read_text("utf-8")
+    missing = [env_var(name) for name in DocsLimits.model_fields if f"`{env_var(name)}`" not in page]
+    assert missing == []
