@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import string
 import threading
 from collections.abc import Iterator
@@ -17,10 +18,12 @@ from mcp import Client
 from test_http import health_once_loaded, mcp_client, start_server, stop
 
 from lodestar.docs import render
+from lodestar.docs.errors import CorpusError, DocsError
 from lodestar.docs.limits import DocsLimits, env_var
 from lodestar.docs.models import SearchResult
 from lodestar.docs.search import CorpusSearcher
 from lodestar.docs.service import DocsService, bundled_root
+from lodestar.docs.sources import resolve
 from lodestar.server.app import build_server
 from lodestar.settings import Settings
 
@@ -200,3 +203,45 @@ def test_every_limit_is_documented() -> None:
     page = (bundled_root() / "reference" / "configuration.md").read_text("utf-8")
     missing = [env_var(name) for name in DocsLimits.model_fields if f"`{env_var(name)}`" not in page]
     assert missing == []
+
+
+def test_a_failed_refresh_keeps_the_corpus_in_service(corpus: Path, cache_dir: Path, tmp_path: Path) -> None:
+    root = shutil.copytree(corpus, tmp_path / "docs")
+    docs = DocsService([f"example={root}"], cache_dir, bundled=False)
+    docs.load()
+    for page in root.rglob("*.md*"):
+        page.rename(page.with_suffix(".txt"))
+    with pytest.raises(DocsError, match=r"refreshing example failed: .*no \.md or \.mdx files"):
+        docs.refresh("example")
+    assert docs.failures == {} and docs.health().status == "ok"  # a failed refresh is not a failed corpus
+    assert [c.status for c in docs.list_corpora().corpora] == ["ready"]
+    result = docs.search("threads")
+    assert result.unavailable == [] and result.hits[0].path == "docs/agents/memory.md"
+
+
+def test_an_unexpected_error_in_one_spec_fails_that_corpus_only(corpus: Path, cache_dir: Path) -> None:
+    docs = DocsService([f"example={corpus}", "bad=~no-such-user-here/docs"], cache_dir, bundled=False)
+    docs.load()
+    assert list(docs.corpora) == ["example"]
+    assert docs.failures["bad"].startswith("unexpected RuntimeError: ")
+    assert docs.health().status == "degraded"
+
+
+def test_a_page_holding_many_matching_sections_does_not_shorten_the_page_of_hits(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    big = "# Zeta handbook\n\n" + "".join(f"## Zeta part {i}\n\nZeta zeta zeta details {i}.\n\n" for i in range(60))
+    pages = {"big.md": big} | {f"small{i}.md": f"# Small {i}\n\nMentions zeta once.\n" for i in range(5)}
+    docs = DocsService([f"many={write_corpus(tmp_path / 'many', pages)}"], cache_dir, bundled=False)
+    docs.load()
+    for limit in (1, 2, 3, 6):
+        result = docs.search("zeta", limit=limit)
+        assert len(result.hits) == limit and result.total == 6
+        assert len({hit.path for hit in result.hits}) == limit
+    assert [h.path for h in docs.search("zeta", limit=1, offset=1).hits] == [docs.search("zeta", limit=2).hits[1].path]
+
+
+def test_a_version_spec_built_to_backtrack_is_refused_at_once(cache_dir: Path) -> None:
+    spec = "npm:pkg@1" + "      1" * 40 + "!"
+    with pytest.raises(CorpusError, match="invalid npm package spec"):
+        resolve(spec, cache_dir)  # exponential before: 22 s at 10 repeats

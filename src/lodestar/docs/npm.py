@@ -26,7 +26,7 @@ _NPM_SPEC = re.compile(r"^(?P<name>(?:@[a-z0-9][\w.-]*/)?[a-z0-9][\w.-]*)(?:@(?P
 # a git or github spec, a file path, an `npm:` alias) would make `npm pack` fetch from elsewhere.
 _EXACT = re.compile(r"\d+\.\d+\.\d+(?:[-+][\w.-]+)?")
 _PARTIAL = r"v?(?:\d+|[xX*])(?:\.(?:\d+|[xX*])){0,2}(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
-_COMPARATOR = rf"(?:[<>]=?|=|\^|~>?)?\s*{_PARTIAL}"
+_COMPARATOR = rf"(?:(?:[<>]=?|=|\^|~>?)\s*)?{_PARTIAL}"  # spaces only after an operator: linear
 _VERSION = re.compile(rf"{_COMPARATOR}(?:(?:\s*\|\|\s*|\s+-\s+|\s+){_COMPARATOR})*|[A-Za-z][\w-]*")
 _TARBALL_NAME = re.compile(r"\.(?:tgz|tar|tar\.gz)$", re.I)  # npm reads `x@1.0.0-a.tgz` as a file
 _RESOLVE_TTL_S = 24 * 3600

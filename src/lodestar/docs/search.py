@@ -208,7 +208,7 @@ class CorpusSearcher:
                 matches.append(Match(fields["path"], fields["ordinal"], score, fields.get("body", "")))
                 if len(matches) >= pages:
                     return matches
-            if len(ranked) < fetch:
+            if fetch >= len(scores):
                 return matches
             fetch *= 4  # one page filled the candidates: widen, skipping what was seen
             ranked = heapq.nlargest(fetch, scores.items(), key=itemgetter(1))[fetch // 4 :]

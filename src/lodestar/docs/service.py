@@ -100,14 +100,19 @@ class DocsService:
     # Loading
 
     def load(self) -> None:
-        """Resolve and open every corpus; a failing one is logged and named in later errors."""
+        """Resolve and open every corpus; a failing one is logged and named in later errors. Only loading
+        writes `failures`, before `ready` is set, so the threads that read it later see a settled map."""
         try:
             for source in self._sources():
-                self._open(source)
+                try:
+                    self._open(source)
+                except CorpusError as exc:
+                    self._fail(source.name, source.source, str(exc))
         finally:
             self.ready.set()
 
     def _open(self, source: CorpusSource) -> str:
+        """Open (building or updating) one corpus and put it in service; any failure is a CorpusError."""
         from lodestar.docs.build import build_in_child
         from lodestar.docs.index import open_index
         from lodestar.docs.search import CorpusSearcher
@@ -121,29 +126,25 @@ class DocsService:
                 assert opened is not None
                 status = "built in a child process" if opened.built == "cached" else opened.built
             searcher = CorpusSearcher(opened, self.limits)
-        except CorpusError as exc:
-            self._fail(source.name, source.source, str(exc))
-            return f"{source.name}: failed: {exc}"
+        except CorpusError:
+            raise
         except Exception as exc:  # one broken corpus must not take the others down with it
             log.exception("loading corpus %s", source.name)
-            self._fail(source.name, source.source, f"unexpected {type(exc).__name__}: {exc}; see the server log")
-            return f"{source.name}: failed: {exc}"
-        # A replaced searcher is left to the garbage collector: a search on the event loop may still hold it.
+            raise CorpusError(f"unexpected {type(exc).__name__}: {exc}; see the server log") from exc
+        # A replaced searcher is left to the garbage collector: a search on another thread may still hold it.
         self.corpora[source.name] = Corpus(source, opened.manifest, searcher)
-        self.failures.pop(source.name, None)
-        self.failed_sources.pop(source.name, None)
         note = f"{source.name}: {status}"
         self.load_notes.append(note)
         return note
 
     def refresh(self, name: str) -> str:
-        """Re-scan one loaded corpus and update its index for the files that changed since it opened."""
+        """Re-scan one loaded corpus and update its index for the files that changed since it opened;
+        when that fails, the previous index stays in use."""
         source = self.select(name)[0].source
-        note = self._open(source)
-        if source.name in self.failures:  # the previous index stays in use
-            self.failed_sources.pop(source.name)
-            raise DocsError(f"refreshing {source.name} failed: {self.failures.pop(source.name)}")
-        return note
+        try:
+            return self._open(source)
+        except CorpusError as exc:
+            raise DocsError(f"refreshing {source.name} failed: {exc}") from exc
 
     def load_in_background(self) -> threading.Thread:
         """For a long-lived server: once loaded, what is in memory (the SDK, indexes) is frozen out of the
@@ -164,7 +165,10 @@ class DocsService:
         for spec in self.specs:
             try:
                 source = resolve(spec, self.cache_dir, self.limits)
-            except CorpusError as exc:
+            except Exception as exc:  # one bad spec must not keep the other corpora from loading
+                if not isinstance(exc, CorpusError):
+                    log.exception("resolving corpus %s", spec)
+                    exc = CorpusError(f"unexpected {type(exc).__name__}: {exc}; see the server log")
                 name, raw = split_spec(spec)
                 self._fail(name or spec, raw, str(exc))
                 continue
