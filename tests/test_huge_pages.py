@@ -404,3 +404,9 @@ def test_any_well_shaped_cursor_reads_or_is_a_docs_error(
     except DocsError:
         return
     assert page.path == path
+
+
+def test_a_long_body_with_letters_that_lengthen_when_lowercased_still_gets_its_match() -> None:
+    body = "İ " * 20_000 + " the target is found here " + "filler " * 10
+    text = snippet(body, ["target"])
+    assert "**target**" in text

@@ -87,9 +87,10 @@ class ParsedPage:
         return chosen, costs[last] - costs[first]
 
 
-def read_page(root: Path, relative: str, size: int) -> ParsedPage:
+def read_page(root: Path, relative: str, size: int, max_bytes: int) -> ParsedPage:
+    """`size` is the stat's; `max_bytes` is checked again on the open file, which may have grown since."""
     with _big_page if size > BIG_PAGE_BYTES else nullcontext():
-        return ParsedPage.parse(read_text(root, relative), PurePosixPath(relative).stem)
+        return ParsedPage.parse(read_text(root, relative, max_bytes), PurePosixPath(relative).stem)
 
 
 class PageCache:

@@ -339,7 +339,10 @@ def _first_match(body: str, wanted: set[str]) -> int | None:
     stems = [term if len(term) <= 2 else term[:-1] for term in wanted]
     probes = 0
     for base in range(0, len(body), _CHUNK):
-        lowered = body[base : base + _CHUNK + _PROBE].lower()  # one lowercased copy per chunk, not of the body
+        chunk = body[base : base + _CHUNK + _PROBE]
+        lowered = chunk.lower()  # one lowercased copy per chunk, not of the body
+        if len(lowered) != len(chunk):  # a letter such as İ lowercases to two: offsets would drift
+            lowered = "".join(low if len(low := char.lower()) == 1 else char for char in chunk)
         pos = 0
         while found := [i for stem in stems if (i := lowered.find(stem, pos, _CHUNK + len(stem))) != -1]:
             if probes == SNIPPET_PROBES:

@@ -364,7 +364,8 @@ class DocsService:
                     f"{relative} is {st.st_size / MIB:.1f} MiB, over the {self.limits.max_page_bytes / MIB:.1f} MiB"
                     f" page limit: set {env_var('max_page_bytes')} to read it"
                 )
-            parsed = self.pages.get(full, stamp(st), lambda: read_page(root, relative, st.st_size))
+            limit = self.limits.max_page_bytes
+            parsed = self.pages.get(full, stamp(st), lambda: read_page(root, relative, st.st_size, limit))
         except OSError as exc:
             raise DocsError(f"cannot read {relative}: {exc.strerror}; run `lodestar-mcp index` to refresh") from exc
         return PageText(corpus, relative, parsed)
