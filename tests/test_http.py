@@ -220,6 +220,7 @@ def test_foreign_host_header_is_rejected(open_server: Server) -> None:
     bad = httpx.post(open_server.url, json=INITIALIZE, headers=MCP_HEADERS | {"Host": "evil.example"})
     assert good.status_code == 200
     assert bad.status_code == 421
+    assert "start the server with --allowed-host evil.example" in bad.json()["error"]
 
 
 def test_allowed_host_flag_extends_the_allow_list(open_server: Server) -> None:
@@ -248,10 +249,22 @@ def test_token_is_required_for_mcp_but_not_health(token_server: Server) -> None:
 
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json()["error"].startswith("unauthorized: a bearer token is missing; send the header Authorization")
+    assert "--auth-token or LODESTAR_AUTH_TOKEN" in missing.json()["error"]
     assert wrong.status_code == 401
+    assert wrong.json()["error"].startswith("unauthorized: the bearer token is wrong; ")
     assert bare.status_code == 401
     assert good.status_code == 200
     assert health.status_code == 200 and health.json()["status"] in ("ok", "loading")
+
+
+@pytest.mark.parametrize("path", ["/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server"])
+def test_well_known_paths_are_not_found_without_a_token_so_clients_skip_oauth(
+    token_server: Server, open_server: Server, path: str
+) -> None:
+    guarded = httpx.get(f"{token_server.base}{path}")
+    assert guarded.status_code == 404 and "Authorization: Bearer" in guarded.json()["error"]
+    assert httpx.get(f"{open_server.base}{path}").status_code == 404
 
 
 async def test_mcp_client_with_bearer_token(token_server: Server) -> None:

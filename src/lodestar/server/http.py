@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 OPEN_PATHS = frozenset({"/health"})
 MIN_TOKEN_CHARS = 16
+HOW_TO_AUTHENTICATE = (
+    "send the header Authorization: Bearer <token>, with the token the server was started with "
+    "(--auth-token or LODESTAR_AUTH_TOKEN)"
+)
 
 
 class ConfigError(Exception):
@@ -53,7 +57,8 @@ def is_loopback(host: str) -> bool:
 
 
 class BearerAuth:
-    """Requires `Authorization: Bearer <token>` on every HTTP request except /health."""
+    """Requires `Authorization: Bearer <token>` on every HTTP request except /health. `/.well-known/` paths
+    answer 404 without one: a 401 there makes clients start an OAuth flow this server does not offer."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
@@ -61,14 +66,44 @@ class BearerAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
-                response = JSONResponse(
-                    {"error": "unauthorized: send the header Authorization: Bearer <token>"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        if scope["path"].startswith("/.well-known/"):
+            return JSONResponse({"error": f"not found: {HOW_TO_AUTHENTICATE}, not OAuth"}, status_code=404)
+        scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token):
+            return None
+        problem = "the bearer token is wrong" if scheme.lower() == b"bearer" else "a bearer token is missing"
+        return JSONResponse(
+            {"error": f"unauthorized: {problem}; {HOW_TO_AUTHENTICATE}"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+class HostCheck:
+    """Refuses a Host header that is not on the allow-list, naming the flag that allows it. The SDK checks
+    the same list afterwards; its answer ("Invalid Host header") does not say what to do."""
+
+    def __init__(self, app: ASGIApp, names: list[str]) -> None:
+        self.app = app
+        self.names = frozenset(name.lower() for name in names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = host if host.endswith("]") else host.rsplit(":", 1)[0]
+            if name.lower() not in self.names:
+                message = (
+                    f"Host {host!r} is not allowed: start the server with --allowed-host {name or 'NAME'} "
+                    "(or LODESTAR_ALLOWED_HOSTS), or connect through an allowed name"
                 )
-                await response(scope, receive, send)
+                await JSONResponse({"error": message}, status_code=421)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -132,7 +167,9 @@ def build_http_app(server: MCPServer, settings: Settings, docs: DocsService | No
     )
     # The app and its lifespan hold this very manager, so it is re-classed rather than replaced.
     server.session_manager.__class__ = IdleEvictingSessionManager
-    return BearerAuth(app, settings.auth_token) if settings.auth_token else app
+    if settings.auth_token:
+        app = BearerAuth(app, settings.auth_token)
+    return HostCheck(app, _names(settings))
 
 
 async def serve_http(server: MCPServer, settings: Settings, docs: DocsService | None = None) -> None:
