@@ -351,3 +351,20 @@ def test_shared_flags_before_the_subcommand(cache_dir: Path, example: str) -> No
     proc = run(cache_dir, "--corpus", example, "search", "semantic recall", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["hits"][0]["path"] == "docs/agents/memory.md"
+
+
+def test_the_banner_names_the_checkout_it_runs_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from lodestar.cli import connect_help, launch_command
+
+    checkout = Path(__file__).resolve().parents[1]
+    assert launch_command() == ["uvx", "--from", str(checkout), "lodestar-mcp"]  # uv sync installs the checkout
+    assert f"claude mcp add lodestar -- uvx --from {checkout} lodestar-mcp\n" in connect_help()
+
+    def published(name: str) -> metadata.Distribution:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", published)
+    assert launch_command() == ["uvx", "lodestar-mcp"]
+    assert 'command "uvx" and args ["lodestar-mcp"]' in connect_help()

@@ -6,8 +6,10 @@ Heavy modules (the MCP SDK, Whoosh) are imported inside the commands that need t
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import shlex
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,12 +22,34 @@ COMMANDS = ("serve", "search", "read", "list", "corpora", "index")
 CONNECT_HELP = """\
 Lodestar is an MCP server: it speaks the MCP protocol on stdin/stdout, so it is meant to be
 started by an MCP client rather than typed at. To connect it:
-  Claude Code:     claude mcp add lodestar -- uvx lodestar-mcp
-  Claude Desktop, Cursor, VS Code: add a server with command "uvx" and args ["lodestar-mcp"]
-  Over HTTP:       lodestar-mcp --http   (then point the client at http://127.0.0.1:8765/mcp)
-Try it from the shell:  lodestar-mcp search "how do I add a corpus"
+  Claude Code:     claude mcp add lodestar -- {launch}
+  Claude Desktop, Cursor, VS Code: add a server with command "{command}" and args {args}
+  Over HTTP:       {launch} --http   (then point the client at http://127.0.0.1:8765/mcp)
+Try it from the shell:  {launch} search "how do I add a corpus"
 Waiting for an MCP client on stdin; press Ctrl-C to quit.
 """
+
+
+def launch_command() -> list[str]:
+    """How a client starts this very installation: from a local checkout (uv records its folder in
+    the installed package's direct_url.json, PEP 610) `uvx --from PATH lodestar-mcp`, else the
+    published `uvx lodestar-mcp`."""
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    try:
+        origin = json.loads(metadata.distribution("lodestar-mcp").read_text("direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, ValueError):
+        origin = {}
+    url = urlparse(origin.get("url", "")) if isinstance(origin, dict) else urlparse("")
+    if url.scheme == "file" and "dir_info" in origin:
+        return ["uvx", "--from", unquote(url.path), "lodestar-mcp"]
+    return ["uvx", "lodestar-mcp"]
+
+
+def connect_help() -> str:
+    command, *args = launch_command()
+    return CONNECT_HELP.format(launch=shlex.join([command, *args]), command=command, args=json.dumps(args))
 
 
 def _common(default: object) -> argparse.ArgumentParser:
@@ -163,7 +187,7 @@ _SETTING_FLAGS = frozenset(
 
 def _serve(settings: Settings) -> None:
     if sys.stdin.isatty() and not settings.http:
-        sys.stderr.write(CONNECT_HELP)
+        sys.stderr.write(connect_help())
     from lodestar.server.app import run
 
     run(settings)
