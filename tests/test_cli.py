@@ -244,7 +244,7 @@ def test_serve_on_a_terminal_prints_connect_instructions(cache_dir: Path) -> Non
         os.close(primary)
     text = seen.decode()
     assert "Waiting for an MCP client on stdin" in text
-    assert "claude mcp add lodestar -- uvx lodestar-mcp" in text
+    assert f"claude mcp add lodestar -- uvx --from {Path(__file__).resolve().parents[1]} lodestar-mcp" in text
     assert "lodestar-mcp --http" in text
     assert out == b""  # stdout is the protocol channel: the help never goes there
 
