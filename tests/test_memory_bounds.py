@@ -17,7 +17,8 @@ from lodestar.docs import analysis
 from lodestar.docs.analysis import WORD_CACHE_SIZE, analyzer, query_terms
 from lodestar.docs.index import open_index
 from lodestar.docs.limits import DocsLimits
-from lodestar.docs.search import LRU, CorpusSearcher
+from lodestar.docs.lru import LRU
+from lodestar.docs.search import CorpusSearcher
 from lodestar.docs.service import DocsService
 from lodestar.docs.sources import CorpusSource
 

@@ -15,7 +15,7 @@ import sys
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from itertools import accumulate
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from lodestar.docs.lru import LRU
 from lodestar.docs.models import Heading
 from lodestar.docs.sources import read_text
 
@@ -98,18 +99,25 @@ class PageCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.held = 0
         self.lock = threading.Lock()
-        self.entries: OrderedDict[Path, tuple[Stamp, ParsedPage]] = OrderedDict()
+        self.kept: LRU[tuple[Stamp, ParsedPage]] = LRU(max_bytes, lambda entry: entry[1].size)
         self.loading: dict[tuple[Path, Stamp], Future[ParsedPage]] = {}
+
+    @property
+    def entries(self) -> OrderedDict[Hashable, tuple[Stamp, ParsedPage]]:
+        return self.kept.entries
+
+    @property
+    def held(self) -> int:
+        """Bytes the kept pages hold."""
+        return self.kept.total
 
     def get(self, file: Path, version: Stamp, load: Callable[[], ParsedPage]) -> ParsedPage:
         """The kept page for this file version, else `load()`'s, run once while other callers wait for it."""
         key = (file, version)
         with self.lock:
-            entry = self.entries.get(file)
+            entry = self.kept.get(file)
             if entry is not None and entry[0] == version:
-                self.entries.move_to_end(file)
                 return entry[1]
             future = self.loading.get(key)
             leader = future is None
@@ -131,12 +139,7 @@ class PageCache:
         return page
 
     def _keep(self, file: Path, version: Stamp, page: ParsedPage) -> None:
-        old = self.entries.pop(file, None)
-        if old is not None:
-            self.held -= old[1].size
-        if page.size > self.max_bytes:
-            return
-        self.entries[file] = (version, page)
-        self.held += page.size
-        while self.held > self.max_bytes:
-            self.held -= self.entries.popitem(last=False)[1][1].size
+        if page.size > self.max_bytes:  # read, but not kept: it would push out every other page
+            self.kept.discard(file)
+        else:
+            self.kept.put(file, (version, page))

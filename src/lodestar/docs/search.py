@@ -12,11 +12,10 @@ import re
 import threading
 from array import array
 from bisect import bisect_left
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from whoosh.codec.base import Automata
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3LeafMatcher, _lenfield
@@ -26,6 +25,7 @@ from whoosh.util.numeric import byte_to_length
 from lodestar.docs.analysis import analyzer, query_terms
 from lodestar.docs.index import OpenedIndex
 from lodestar.docs.limits import DocsLimits
+from lodestar.docs.lru import LRU
 
 K1, B = 1.2, 0.75
 FIELD_BOOSTS = {"title": 3.0, "headings": 2.0, "pathtext": 1.5, "body": 1.0, "code": 0.5}
@@ -37,7 +37,6 @@ _CHUNK = 65_536  # a long body is searched in lowercased chunks of this size
 _PROBE = 256  # characters analysed to confirm a candidate
 _BYTE_LENGTHS = [byte_to_length(b) for b in range(256)]  # Whoosh stores field lengths as one byte
 
-V = TypeVar("V")
 TermScores = tuple[array, array]  # section numbers ("i"), scores ("d")
 
 
@@ -54,35 +53,6 @@ class Matches:
     matches: list[Match]
     total: int
     terms: list[str]
-
-
-class LRU(Generic[V]):
-    """A map that forgets its least recently used entries once their total weight passes `budget`;
-    the newest entry stays even when it alone weighs more."""
-
-    def __init__(self, budget: int, weight: Callable[[V], int]) -> None:
-        self.entries: OrderedDict[str, V] = OrderedDict()
-        self.budget, self.weight, self.total = budget, weight, 0
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.entries
-
-    def get(self, key: str) -> V | None:
-        if key not in self.entries:
-            return None
-        self.entries.move_to_end(key)
-        return self.entries[key]
-
-    def put(self, key: str, value: V) -> None:
-        if key in self.entries:
-            self.total -= self.weight(self.entries.pop(key))
-        self.entries[key] = value
-        self.total += self.weight(value)
-        while self.total > self.budget and len(self.entries) > 1:
-            self.total -= self.weight(self.entries.popitem(last=False)[1])
 
 
 class CorpusSearcher:

@@ -12,6 +12,7 @@ import heapq
 import logging
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -90,8 +91,7 @@ class DocsService:
         self.cache_dir = cache_dir
         self.bundled = bundled
         self.corpora: dict[str, Corpus] = {}
-        self.failures: dict[str, str] = {}  # corpus name -> why it is not loaded
-        self.failed_sources: dict[str, str] = {}
+        self.failed: dict[str, CorpusInfo] = {}  # corpora that could not be loaded, by name
         self.ready = threading.Event()
         self.load_notes: list[str] = []
         self.spec_names: dict[str, str] = {}  # --corpus spec -> corpus name
@@ -183,8 +183,14 @@ class DocsService:
 
     def _fail(self, name: str, source: str, message: str) -> None:
         log.error("corpus %s not loaded: %s", name, message)
-        self.failures[name] = message
-        self.failed_sources[name] = source
+        self.failed[name] = CorpusInfo(
+            name=name, version="", source=source, documents=0, sections=0, status="failed", error=message
+        )
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """Why each corpus that could not be loaded failed, by name."""
+        return {name: info.error or "" for name, info in self.failed.items()}
 
     def close(self) -> None:
         for corpus in self.corpora.values():
@@ -211,8 +217,10 @@ class DocsService:
             found.extend((m.score, item, m) for m in matches.matches)
         ranked = heapq.nlargest(offset + limit, found, key=lambda f: f[0])[offset:]
         hits = [self._hit(item, match, terms) for _, item, match in ranked]
-        unavailable = [] if corpus else list(self.failures)
-        notes += [f"corpus {name} was not searched: it failed to load ({self.failures[name]})" for name in unavailable]
+        unavailable = [] if corpus else list(self.failed)
+        notes += [
+            f"corpus {name} was not searched: it failed to load ({self.failed[name].error})" for name in unavailable
+        ]
         if offset and not hits and total:
             pages = "1 page matches" if total == 1 else f"{total} pages match"
             notes.append(f"offset {offset} is past the last hit: {pages}; use a smaller offset")
@@ -312,7 +320,7 @@ class DocsService:
     def health(self) -> HealthReport:
         if not self.ready.is_set():
             return HealthReport(status="loading", corpora=len(self.corpora))
-        failed = dict(self.failures)
+        failed = self.failures
         if not failed:
             return HealthReport(status="ok", corpora=len(self.corpora))
         reason = "; ".join(f"corpus {name} failed to load: {error}" for name, error in failed.items())
@@ -320,12 +328,7 @@ class DocsService:
 
     def list_corpora(self) -> CorporaResult:
         self.ready.wait()
-        failed = [
-            CorpusInfo(name=name, version="", source=self.failed_sources[name], documents=0, sections=0,
-                       status="failed", error=error)
-            for name, error in list(self.failures.items())
-        ]  # fmt: skip
-        return CorporaResult(corpora=[c.info() for c in self.corpora.values()] + failed)
+        return CorporaResult(corpora=[c.info() for c in self.corpora.values()] + list(self.failed.values()))
 
     # Lookup
 
@@ -335,8 +338,8 @@ class DocsService:
             return list(self.corpora.values())
         if name in self.corpora:
             return [self.corpora[name]]
-        if name in self.failures:
-            raise DocsError(f"corpus {name!r} failed to load: {self.failures[name]}")
+        if name in self.failed:
+            raise DocsError(f"corpus {name!r} failed to load: {self.failed[name].error}")
         known = ", ".join(self.corpora) or "none"
         raise DocsError(f"unknown corpus {name!r}; loaded corpora: {known}")
 
@@ -433,8 +436,6 @@ def _safe_relative(path: str) -> str:
 def _find_doc(corpus: Corpus, relative: str) -> str | None:
     """The page `relative` names, as given or with its extension or index page implied; failing that, the same
     up to Unicode normalisation (macOS stores `é` decomposed in file names, a model types it composed)."""
-    import unicodedata
-
     files = corpus.manifest.files
     stem = relative.rstrip("/")
     candidates = (relative, f"{stem}.md", f"{stem}.mdx", f"{stem}/index.md", f"{stem}/index.mdx")
@@ -491,13 +492,12 @@ def _bounded(query: str, limits: DocsLimits) -> tuple[str, list[str], list[str]]
         kept = query[: limits.max_query_chars]
         if query[len(kept)].isalnum() and re.search(r"\W", kept):
             kept = re.sub(r"\w+$", "", kept)
-        notes.append(f"the query was cut from {len(query)} to {len(kept)} characters (LODESTAR_MAX_QUERY_CHARS)")
+        notes.append(f"the query was cut from {len(query)} to {len(kept)} characters ({env_var('max_query_chars')})")
         query = kept
     words = query_words(query)
     if len(words) > limits.max_query_words:
-        notes.append(
-            f"only the first {limits.max_query_words} of {len(words)} words were searched (LODESTAR_MAX_QUERY_WORDS)"
-        )
+        searched = f"only the first {limits.max_query_words} of {len(words)} words were searched"
+        notes.append(f"{searched} ({env_var('max_query_words')})")
         words = words[: limits.max_query_words]
     return query, words, notes
 
