@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -110,6 +111,17 @@ def make_tgz(
     files = {"package/package.json": json.dumps({"name": name, "version": version})}
     files.update({docs_dir + relative: text for relative, text in pages.items()})
     return raw_tgz(path, files)
+
+
+def npm_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
+    """An executable `npm` first on PATH; returns its folder."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(script, "utf-8")
+    npm.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
 
 
 @pytest.fixture

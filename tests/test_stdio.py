@@ -310,7 +310,7 @@ async def test_list_corpora(tmp_path: Path, cache_dir: Path, corpus: Path) -> No
     assert example["source"] == str(corpus)
     assert example["documents"] == len(PAGES) + 1  # the long page; the outside symlink is not indexed
     assert example["sections"] >= 12
-    assert set(example) == {"name", "version", "source", "documents", "sections", "status", "error"}
+    assert set(example) == {"name", "version", "source", "documents", "sections", "status", "stage", "error"}
     assert example["status"] == "ready"
     assert f"example {example['version']}" in text_of(result)
 

@@ -6,14 +6,13 @@ import gzip
 import io
 import json
 import logging
-import os
 import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import PAGES, make_tgz, raw_tgz
+from conftest import PAGES, make_tgz, npm_on_path, raw_tgz
 
 from lodestar.docs.errors import CorpusError
 from lodestar.docs.limits import DocsLimits
@@ -145,17 +144,6 @@ def fake_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An `npm` that records its arguments and packs a local tarball: no network."""
     bin_dir = npm_on_path(tmp_path, monkeypatch, FAKE_NPM.format(python=sys.executable))
     make_tgz(bin_dir / "package.tgz", "pkg", "1.2.3")
-    return bin_dir
-
-
-def npm_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
-    """An executable `npm` first on PATH; returns its folder."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    npm = bin_dir / "npm"
-    npm.write_text(script, "utf-8")
-    npm.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return bin_dir
 
 

@@ -69,7 +69,10 @@ class CorpusInfo(BaseModel):
     source: str
     documents: int
     sections: int
-    status: Literal["ready", "failed"] = "ready"
+    status: Literal["loading", "ready", "failed"] = "ready"
+    stage: Literal["opening", "fetching", "unpacking", "indexing"] | None = Field(
+        None, description="What a loading corpus is doing; only `opening` is quick enough for searches to wait on"
+    )
     error: str | None = Field(None, description="Why a failed corpus could not be loaded, and what to do")
 
 
@@ -82,5 +85,6 @@ class HealthReport(BaseModel):
 
     status: Literal["loading", "ok", "degraded"]
     corpora: int = Field(description="Corpora loaded and searchable")
+    loading: list[str] | None = Field(None, description="Names of the corpora still loading")
     reason: str | None = Field(None, description="Why the server is degraded: each failed corpus and its error")
     failed: list[str] | None = Field(None, description="Names of the corpora that failed to load")

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lodestar.docs.cache import cache_roots, package_dir, writable_cache
@@ -36,8 +37,17 @@ def package_corpus_name(package: str) -> str:
     return package.lstrip("@").replace("/", "-")
 
 
-def fetch(spec: str, cache_dir: Path, limits: DocsLimits) -> tuple[str, str, Path]:
-    """(package, version, unpacked folder) of `PACKAGE[@VERSION]`, from the cache when it is there."""
+def package_name(spec: str) -> str | None:
+    """The package a `PACKAGE[@VERSION]` spec names, or None when it is no valid spec."""
+    match = _NPM_SPEC.match(spec)
+    return match.group("name") if match else None
+
+
+def fetch(
+    spec: str, cache_dir: Path, limits: DocsLimits, on_fetch: Callable[[], None] | None = None
+) -> tuple[str, str, Path]:
+    """(package, version, unpacked folder) of `PACKAGE[@VERSION]`, from the cache when it is there;
+    `on_fetch` is told before npm is asked, which takes seconds."""
     match = _NPM_SPEC.match(spec)
     if not match or not _valid_version(match.group("version")):
         raise CorpusError(
@@ -49,6 +59,8 @@ def fetch(spec: str, cache_dir: Path, limits: DocsLimits) -> tuple[str, str, Pat
     target = package_dir(cache_dir, _npm_dir(package, version)) if version else None
     if version is None or target is None or not (target / ".complete").exists():
         packages = writable_cache(cache_dir) / "packages"
+        if on_fetch is not None:
+            on_fetch()
         version = _npm_pack(package, wanted, packages, limits)
         target = packages / _npm_dir(package, version)
     return package, version, target
@@ -99,8 +111,7 @@ def _npm_pack(package: str, wanted: str, packages: Path, limits: DocsLimits) -> 
         command = [npm, "pack", spec, "--ignore-scripts", "--json", "--pack-destination", tmp]
         returncode, out, err = _run(command, spec, limits.npm_timeout_s)
         if returncode != 0:
-            detail = (err or out).strip().splitlines()[-3:]
-            raise CorpusError(f"npm pack {spec} failed: {' '.join(detail)}")
+            raise CorpusError(f"npm pack {spec} failed: {_npm_reason(out, err)}")
         try:
             info = json.loads(out)[0]
             version, filename = str(info["version"]), Path(str(info["filename"])).name
@@ -109,6 +120,23 @@ def _npm_pack(package: str, wanted: str, packages: Path, limits: DocsLimits) -> 
         extract_docs(Path(tmp) / filename, packages / _npm_dir(package, version), limits)
     _remember(packages, package, wanted, version)
     return version
+
+
+def _npm_reason(out: str, err: str) -> str:
+    """npm's own words for a failure: the code, summary and first paragraph of detail of its --json error
+    (`E404 Not Found - GET ...: The requested resource ... could not be found`), else its error lines."""
+    try:
+        error = json.loads(out)["error"]
+        parts = [str(error.get("code") or ""), str(error.get("summary") or "")]
+        detail = str(error.get("detail") or "").strip().split("\n\n")[0]
+        reason = " ".join(p for p in parts if p) + (f": {' '.join(detail.split())}" if detail else "")
+        if reason:
+            return reason
+    except (ValueError, LookupError, TypeError, AttributeError):
+        pass
+    lines = [line.removeprefix("npm error").removeprefix("npm ERR!").strip() for line in err.splitlines()]
+    kept = [line for line in lines if line and not line.startswith("A complete log of this run")]
+    return " ".join(kept) or out.strip() or "no reason given"
 
 
 def _run(command: list[str], spec: str, timeout_s: float) -> tuple[int, str, str]:

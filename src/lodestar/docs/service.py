@@ -12,14 +12,17 @@ import heapq
 import logging
 import re
 import threading
+import time
 import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from lodestar import __version__
 from lodestar.docs.analysis import correctable, query_words
-from lodestar.docs.errors import CorpusError, DocsError
+from lodestar.docs.errors import CorpusError, CorpusLoading, DocsError
 from lodestar.docs.limits import MIB, DocsLimits, env_var
 from lodestar.docs.models import (
     CorporaResult,
@@ -33,7 +36,7 @@ from lodestar.docs.models import (
 )
 from lodestar.docs.pages import PageCache, ParsedPage, read_page, stamp
 from lodestar.docs.paging import CHARS_PER_TOKEN, Cursor, cut
-from lodestar.docs.sources import CorpusSource, check_name, resolve, split_spec
+from lodestar.docs.sources import CorpusSource, check_name, provisional_name, resolve, split_spec
 
 if TYPE_CHECKING:  # the index modules import Whoosh and markdown-it: loaded on the loading thread
     from lodestar.docs.index import Manifest
@@ -45,6 +48,8 @@ BUNDLED = "lodestar"
 FOOTER_LINE = 64  # the words around the cursor in a partial read's text body
 HEADINGS_SHARE = 4  # a headings list too long for the answer gets 1/4 of max_tokens
 ANCHORS_IN_ERROR = 50  # anchors an unknown heading's error lists
+LOAD_THREADS = 4  # corpora fetched, unpacked or indexed at once
+OPENING_WAIT_S = 5.0  # a corpus still opening after this long is treated as slow: requests stop waiting on it
 
 
 def bundled_root() -> Path:
@@ -83,6 +88,10 @@ class PageText:
 
 
 class DocsService:
+    """Corpora load side by side; each is listed as `loading`, then `ready` or `failed`. A request needing
+    a corpus that is fetched or indexed raises CorpusLoading at once (waiting is the caller's choice, see
+    docs.waiting); one that is merely opening a cached index is waited for, briefly."""
+
     def __init__(
         self, specs: list[str], cache_dir: Path, *, bundled: bool = True, limits: DocsLimits | None = None
     ) -> None:
@@ -92,7 +101,12 @@ class DocsService:
         self.bundled = bundled
         self.corpora: dict[str, Corpus] = {}
         self.failed: dict[str, CorpusInfo] = {}  # corpora that could not be loaded, by name
-        self.ready = threading.Event()
+        self.loading: dict[str, CorpusInfo] = {}  # corpora being loaded, by (provisional) name
+        self.ready = threading.Event()  # set once every corpus is ready or failed
+        self.changed = threading.Condition()  # notified whenever a corpus changes state
+        self._unnamed: set[str] = set()  # loading corpora listed under their spec: their name is not known yet
+        self._started = time.monotonic()
+        self._order: list[str] = []  # corpus names in the order given
         self.load_notes: list[str] = []
         self.spec_names: dict[str, str] = {}  # --corpus spec -> corpus name
         self.pages = PageCache(self.limits.page_cache_bytes)
@@ -100,18 +114,76 @@ class DocsService:
     # Loading
 
     def load(self) -> None:
-        """Resolve and open every corpus; a failing one is logged and named in later errors. Only loading
-        writes `failures`, before `ready` is set, so the threads that read it later see a settled map."""
+        """Load every corpus, side by side; a failing one is logged and listed with its error."""
         try:
-            for source in self._sources():
-                try:
-                    self._open(source)
-                except CorpusError as exc:
-                    self._fail(source.name, source.source, str(exc))
+            claims = self._claim()
+            if claims:
+                with ThreadPoolExecutor(min(LOAD_THREADS, len(claims)), thread_name_prefix="lodestar-load") as pool:
+                    list(pool.map(lambda claim: self._load_one(*claim), claims))
+            rank = {name: i for i, name in enumerate(self._order)}
+            self.load_notes.sort(key=lambda note: rank.get(note.partition(":")[0], len(rank)))
         finally:
             self.ready.set()
+            with self.changed:
+                self.changed.notify_all()
 
-    def _open(self, source: CorpusSource) -> str:
+    def _claim(self) -> list[tuple[str, str | None]]:
+        """Lists each corpus as loading, under the name it will have, in the order given: of two specs
+        that would take one name, the first keeps it."""
+        claims: list[tuple[str, str | None]] = [(BUNDLED, None)] if self.bundled else []
+        for spec in self.specs:
+            name = provisional_name(spec)
+            if name is None:  # listed under its spec until its package.json names it
+                name = spec
+                self._unnamed.add(spec)
+            if name == BUNDLED or any(name == taken for taken, _ in claims):
+                self._fail(spec, split_spec(spec)[1], f"corpus name {name!r} is taken: give another with NAME={spec}")
+                continue
+            claims.append((name, spec))
+        with self.changed:
+            self._order = [name for name, _ in claims]
+            for name, spec in claims:
+                source = "bundled" if spec is None else split_spec(spec)[1]
+                self.loading[name] = CorpusInfo(
+                    name=name, version="", source=source, documents=0, sections=0, status="loading", stage="opening"
+                )
+        return claims
+
+    def _load_one(self, name: str, spec: str | None) -> None:
+        raw = "bundled" if spec is None else split_spec(spec)[1]
+        try:
+            if spec is None:
+                source = CorpusSource(name=BUNDLED, source="bundled", root=bundled_root(), version=__version__)
+            else:
+                source = resolve(spec, self.cache_dir, self.limits, lambda stage: self._stage(name, stage))
+                self._rename(name, source.name, spec)
+                name = source.name
+            self._open(source, lambda stage: self._stage(name, stage))
+        except CorpusError as exc:
+            self._fail(name, raw, str(exc))
+        except Exception as exc:  # one bad corpus must not keep the others from loading
+            log.exception("loading corpus %s", name)
+            self._fail(name, raw, f"unexpected {type(exc).__name__}: {exc}; see the server log")
+
+    def _stage(self, name: str, stage: str) -> None:
+        with self.changed:
+            if name in self.loading:
+                self.loading[name] = self.loading[name].model_copy(update={"stage": stage})
+                self.changed.notify_all()
+
+    def _rename(self, claimed: str, name: str, spec: str) -> None:
+        """A tarball's name is known once its package.json is read; it must not be one already in use."""
+        with self.changed:
+            if name != claimed:
+                if name in self.loading or name in self.corpora or name in self.failed:
+                    raise CorpusError(f"corpus name {name!r} is taken: give another with NAME={split_spec(spec)[1]}")
+                self.loading[name] = self.loading.pop(claimed).model_copy(update={"name": name})
+                self._unnamed.discard(claimed)
+                self._order = [name if n == claimed else n for n in self._order]
+                self.changed.notify_all()
+            self.spec_names[spec] = name
+
+    def _open(self, source: CorpusSource, on_stage: Callable[[str], None] | None = None) -> str:
         """Open (building or updating) one corpus and put it in service; any failure is a CorpusError."""
         from lodestar.docs.build import build_in_child
         from lodestar.docs.index import open_index
@@ -121,6 +193,8 @@ class DocsService:
             opened = open_index(source, self.cache_dir, self.limits, inline_limit=self.limits.child_build_bytes)
             status = opened.built if opened else ""
             if opened is None:
+                if on_stage is not None:
+                    on_stage("indexing")
                 build_in_child(source, self.cache_dir, self.limits)  # if it failed, open_index indexes here
                 opened = open_index(source, self.cache_dir, self.limits)
                 assert opened is not None
@@ -132,7 +206,12 @@ class DocsService:
             log.exception("loading corpus %s", source.name)
             raise CorpusError(f"unexpected {type(exc).__name__}: {exc}; see the server log") from exc
         # A replaced searcher is left to the garbage collector: a search on another thread may still hold it.
-        self.corpora[source.name] = Corpus(source, opened.manifest, searcher)
+        with self.changed:
+            corpora = {**self.corpora, source.name: Corpus(source, opened.manifest, searcher)}
+            order = {name: i for i, name in enumerate(self._order)}  # listed in the order given, not the order loaded
+            self.corpora = dict(sorted(corpora.items(), key=lambda item: order.get(item[0], len(order))))
+            self.loading.pop(source.name, None)
+            self.changed.notify_all()
         note = f"{source.name}: {status}"
         self.load_notes.append(note)
         return note
@@ -158,34 +237,14 @@ class DocsService:
         thread.start()
         return thread
 
-    def _sources(self) -> list[CorpusSource]:
-        sources: list[CorpusSource] = []
-        if self.bundled:
-            sources.append(CorpusSource(name=BUNDLED, source="bundled", root=bundled_root(), version=__version__))
-        for spec in self.specs:
-            try:
-                source = resolve(spec, self.cache_dir, self.limits)
-            except Exception as exc:  # one bad spec must not keep the other corpora from loading
-                if not isinstance(exc, CorpusError):
-                    log.exception("resolving corpus %s", spec)
-                    exc = CorpusError(f"unexpected {type(exc).__name__}: {exc}; see the server log")
-                name, raw = split_spec(spec)
-                self._fail(name or spec, raw, str(exc))
-                continue
-            if any(s.name == source.name for s in sources):
-                self._fail(
-                    spec, source.source, f"corpus name {source.name!r} is taken: give another with NAME={source.source}"
-                )
-                continue
-            sources.append(source)
-            self.spec_names[spec] = source.name
-        return sources
-
     def _fail(self, name: str, source: str, message: str) -> None:
         log.error("corpus %s not loaded: %s", name, message)
-        self.failed[name] = CorpusInfo(
-            name=name, version="", source=source, documents=0, sections=0, status="failed", error=message
-        )
+        with self.changed:
+            self.loading.pop(name, None)
+            self.failed[name] = CorpusInfo(
+                name=name, version="", source=source, documents=0, sections=0, status="failed", error=message
+            )
+            self.changed.notify_all()
 
     @property
     def failures(self) -> dict[str, str]:
@@ -217,10 +276,7 @@ class DocsService:
             found.extend((m.score, item, m) for m in matches.matches)
         ranked = heapq.nlargest(offset + limit, found, key=lambda f: f[0])[offset:]
         hits = [self._hit(item, match, terms) for _, item, match in ranked]
-        unavailable = [] if corpus else list(self.failed)
-        notes += [
-            f"corpus {name} was not searched: it failed to load ({self.failed[name].error})" for name in unavailable
-        ]
+        unavailable = [] if corpus else self._unavailable(notes)
         if offset and not hits and total:
             pages = "1 page matches" if total == 1 else f"{total} pages match"
             notes.append(f"offset {offset} is past the last hit: {pages}; use a smaller offset")
@@ -232,6 +288,27 @@ class DocsService:
             unavailable=unavailable,
             notes=notes,
         )
+
+    def _unavailable(self, notes: list[str]) -> list[str]:
+        """The corpora a search over all of them left out, each with a note saying why."""
+        with self.changed:
+            loading, failed = list(self.loading.values()), list(self.failed.values())
+        for info in loading:
+            notes.append(
+                f"corpus {info.name} was not searched: it is still loading ({info.stage}); pass corpus={info.name}"
+                " to wait for it"
+            )
+        notes += [f"corpus {info.name} was not searched: it failed to load ({info.error})" for info in failed]
+        return [info.name for info in loading + failed]
+
+    async def asearch(
+        self, query: str, limit: int = 8, corpus: str | None = None, path_prefix: str | None = None, offset: int = 0
+    ) -> SearchResult:
+        """search() for async code (an agent's tool, a web handler): it runs on a worker thread, so the event
+        loop never blocks, and waits for the corpora it needs when they are still loading."""
+        from lodestar.docs.waiting import call_when_loaded
+
+        return await call_when_loaded(self, lambda: self.search(query, limit, corpus, path_prefix, offset))
 
     def _hit(self, corpus: Corpus, match: Match, terms: list[str]) -> SearchHit:
         from lodestar.docs.search import snippet
@@ -286,6 +363,19 @@ class DocsService:
             next_cursor=next_cursor,
         )
 
+    async def aread(
+        self,
+        path: str,
+        corpus: str | None = None,
+        heading: str | None = None,
+        cursor: str | None = None,
+        max_tokens: int = 6000,
+    ) -> DocPage:
+        """read() for async code, like asearch()."""
+        from lodestar.docs.waiting import call_when_loaded
+
+        return await call_when_loaded(self, lambda: self.read(path, corpus, heading, cursor, max_tokens))
+
     def _resume(self, cursor: Cursor) -> tuple[PageText, int, int, str, int]:
         """The page, section range and offset a cursor points at; whatever it names must still exist."""
         try:
@@ -313,35 +403,79 @@ class DocsService:
         for item in self.select(corpus):
             entries.extend(_list_corpus(item, prefix, depth))
         if not entries and prefix:
+            self._unless_loading(corpus)
             paths = [(item.name, p) for item in self.select(corpus) for p in _folders_and_docs(item)]
             raise DocsError(f"nothing under {path_prefix!r}. {_closest_hint(prefix, paths)}")
         return ListResult(entries=entries)
 
     def health(self) -> HealthReport:
+        with self.changed:
+            ready, loading, failed = len(self.corpora), sorted(self.loading), dict(self.failures)
         if not self.ready.is_set():
-            return HealthReport(status="loading", corpora=len(self.corpora))
-        failed = self.failures
+            return HealthReport(status="loading", corpora=ready, loading=loading)
         if not failed:
-            return HealthReport(status="ok", corpora=len(self.corpora))
+            return HealthReport(status="ok", corpora=ready)
         reason = "; ".join(f"corpus {name} failed to load: {error}" for name, error in failed.items())
-        return HealthReport(status="degraded", corpora=len(self.corpora), reason=reason, failed=sorted(failed))
+        return HealthReport(status="degraded", corpora=ready, reason=reason, failed=sorted(failed))
 
     def list_corpora(self) -> CorporaResult:
-        self.ready.wait()
-        return CorporaResult(corpora=[c.info() for c in self.corpora.values()] + list(self.failed.values()))
+        """Every corpus with its status; never waits on one being fetched or indexed."""
+        self._settle(None)
+        with self.changed:
+            ready = [c.info() for c in self.corpora.values()]
+            return CorporaResult(corpora=ready + list(self.loading.values()) + list(self.failed.values()))
 
     # Lookup
 
     def select(self, name: str | None) -> list[Corpus]:
-        self.ready.wait()
-        if name is None or name == "":
-            return list(self.corpora.values())
-        if name in self.corpora:
-            return [self.corpora[name]]
-        if name in self.failed:
-            raise DocsError(f"corpus {name!r} failed to load: {self.failed[name].error}")
-        known = ", ".join(self.corpora) or "none"
+        """The ready corpora a request covers: all of them, or the one named. Waits for those opening a
+        cached index; a named corpus (or the only ones left) still being fetched or indexed raises
+        CorpusLoading."""
+        self._settle({name} if name else None)
+        with self.changed:
+            if not name:
+                if not self.corpora and self.loading:
+                    raise self._still_loading(list(self.loading))
+                return list(self.corpora.values())
+            if name in self.corpora:
+                return [self.corpora[name]]
+            if name in self.failed:
+                raise DocsError(f"corpus {name!r} failed to load: {self.failed[name].error}")
+            waiting = [name] if name in self.loading else sorted(self._unnamed & self.loading.keys())
+            if waiting:
+                raise self._still_loading(waiting)
+            known = ", ".join(self.corpora) or "none"
         raise DocsError(f"unknown corpus {name!r}; loaded corpora: {known}")
+
+    def _settle(self, names: set[str] | None) -> None:
+        """Waits for the corpora (all, or those named) still opening, for at most OPENING_WAIT_S after
+        loading began: opening a cached index takes milliseconds, so answering without them would be wrong."""
+
+        def opening() -> bool:
+            return any(
+                info.stage == "opening" and (names is None or name in names or name in self._unnamed)
+                for name, info in self.loading.items()
+            )
+
+        with self.changed:
+            while opening() and (left := self._started + OPENING_WAIT_S - time.monotonic()) > 0:
+                self.changed.wait(left)
+
+    def _still_loading(self, names: list[str]) -> CorpusLoading:
+        verb = "is" if len(names) == 1 else "are"
+        message = f"{self.describe_loading(names)} {verb} still loading: list_corpora shows progress; ask again shortly"
+        return CorpusLoading(names, message)
+
+    def describe_loading(self, names: list[str]) -> str:
+        """`corpus mastra (fetching npm:@mastra/x)`: what a waiting caller is told."""
+        with self.changed:
+            states = [f"{n} ({i.stage} {i.source})" for n in names if (i := self.loading.get(n)) is not None]
+        return ("corpus " if len(states) == 1 else "corpora ") + ", ".join(states or names)
+
+    def wait_loaded(self, names: list[str], timeout: float | None = None) -> bool:
+        """Blocks until none of `names` is loading (True) or `timeout` passes (False)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: not self.loading.keys() & set(names), timeout)
 
     def _page(self, path: str, corpus: str | None) -> PageText:
         corpus_name, relative = _split_uri(path, corpus)
@@ -352,8 +486,15 @@ class DocsService:
             found = _find_doc(item, relative)
             if found is not None:
                 return self._load_page(item, found)
+        self._unless_loading(corpus_name)
         paths = [(item.name, p) for item in candidates for p in item.manifest.files]
         raise DocsError(f"no page {path!r}. {_closest_hint(relative, paths)}")
+
+    def _unless_loading(self, corpus: str | None) -> None:
+        """Before saying a page or folder is missing from every corpus: it may be in one still loading."""
+        with self.changed:
+            if not corpus and self.loading:
+                raise self._still_loading(list(self.loading))
 
     def _load_page(self, corpus: Corpus, relative: str) -> PageText:
         root = corpus.source.root.resolve()

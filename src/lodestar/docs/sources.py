@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,15 +70,36 @@ def check_name(name: str) -> str:
     return name
 
 
-def resolve(spec: str, cache_dir: Path, limits: DocsLimits | None = None) -> CorpusSource:
+def provisional_name(spec: str) -> str | None:
+    """The name a corpus will have, known before it is fetched; None for a tarball without NAME=, whose
+    name is in its package.json."""
+    name, source = split_spec(spec)
+    if name:
+        return name
+    if source.startswith("npm:"):
+        package = npm.package_name(source.removeprefix("npm:"))
+        return package_corpus_name(package) if package else spec
+    if source.endswith((".tgz", ".tar.gz")):
+        return None
+    return _folder_name(Path(source).expanduser().resolve())
+
+
+Stage = Callable[[str], None]  # told "fetching" or "unpacking" before a slow step
+
+
+def resolve(
+    spec: str, cache_dir: Path, limits: DocsLimits | None = None, on_stage: Stage | None = None
+) -> CorpusSource:
     limits = limits or DocsLimits()
     name, source = split_spec(spec)
+    stage = on_stage or (lambda _: None)
     if not source:
         raise CorpusError(f"empty corpus source in {spec!r}: give a folder, a .tgz file or npm:PACKAGE")
     if source.startswith("npm:"):
-        corpus = _from_npm(source.removeprefix("npm:"), cache_dir, limits)
+        package, version, folder = npm.fetch(source.removeprefix("npm:"), cache_dir, limits, lambda: stage("fetching"))
+        corpus = CorpusSource(package_corpus_name(package), source, folder / "docs", version)
     elif source.endswith((".tgz", ".tar.gz")):
-        corpus = _from_tarball(Path(source).expanduser(), cache_dir, limits)
+        corpus = _from_tarball(Path(source).expanduser(), cache_dir, limits, stage)
     else:
         corpus = _from_dir(Path(source).expanduser())
     final = check_name(name or corpus.name)
@@ -91,18 +113,22 @@ def _from_dir(path: Path) -> CorpusSource:
             f"corpus source {str(path)!r} {what}: give a folder of markdown files, a .tgz file or npm:PACKAGE"
         )
     root = path.resolve()
-    # `.docs` or `My Docs` make no valid name as they are: `docs`, `My-Docs`.
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip(".-_") or "docs"
-    return CorpusSource(name=name, source=str(path), root=root)
+    return CorpusSource(name=_folder_name(root), source=str(path), root=root)
 
 
-def _from_tarball(path: Path, cache_dir: Path, limits: DocsLimits) -> CorpusSource:
+def _folder_name(root: Path) -> str:
+    """`.docs` or `My Docs` make no valid name as they are: `docs`, `My-Docs`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip(".-_") or "docs"
+
+
+def _from_tarball(path: Path, cache_dir: Path, limits: DocsLimits, stage: Stage) -> CorpusSource:
     if not path.is_file():
         raise CorpusError(f"npm tarball {str(path)!r} does not exist")
     with open(path, "rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()[:16]
     target = package_dir(cache_dir, digest)
     if not (target / ".complete").exists():
+        stage("unpacking")
         extract_docs(path, target, limits)
     meta = package_json(target)
     return CorpusSource(
@@ -111,8 +137,3 @@ def _from_tarball(path: Path, cache_dir: Path, limits: DocsLimits) -> CorpusSour
         root=target / "docs",
         version=str(meta.get("version") or digest),
     )
-
-
-def _from_npm(spec: str, cache_dir: Path, limits: DocsLimits) -> CorpusSource:
-    package, version, folder = npm.fetch(spec, cache_dir, limits)
-    return CorpusSource(name=package_corpus_name(package), source=f"npm:{spec}", root=folder / "docs", version=version)

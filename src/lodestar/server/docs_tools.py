@@ -16,6 +16,7 @@ from lodestar.docs import render
 from lodestar.docs.errors import DocsError
 from lodestar.docs.models import CorporaResult, DocPage, ListResult, SearchResult
 from lodestar.docs.service import DocsService
+from lodestar.docs.waiting import call_when_loaded
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 CorpusArg = Annotated[str | None, Field(description="Corpus name (list_corpora shows them); all corpora if omitted")]
@@ -27,16 +28,12 @@ DOCS_THREADS = 8  # docs calls at once; more wait their turn, and neither blocks
 _threads = PerLoop(lambda: anyio.CapacityLimiter(DOCS_THREADS))
 
 
-async def _off_loop(work: Callable[[], T]) -> T:
-    """Runs a docs call on a worker thread: a slow search must never delay other clients or /health."""
-    return await anyio.to_thread.run_sync(work, limiter=_threads.get_current())
-
-
-async def _call(docs: DocsService, operation: Callable[[], M], text: Callable[[M], str]) -> CallToolResult:
+async def _call(
+    docs: DocsService, ctx: Context, operation: Callable[[], M], text: Callable[[M], str]
+) -> CallToolResult:
     """Answers with text and structured content; service errors become tool errors with their message."""
-    await _loaded(docs)
     try:
-        result = await _off_loop(operation)
+        result = await _when_loaded(docs, ctx, operation)
     except DocsError as exc:
         return _error(str(exc))
     return CallToolResult(
@@ -44,10 +41,15 @@ async def _call(docs: DocsService, operation: Callable[[], M], text: Callable[[M
     )
 
 
-async def _loaded(docs: DocsService) -> None:
-    """Waits, off the event loop, for the corpora still loading on the background thread."""
-    if not docs.ready.is_set():
-        await anyio.to_thread.run_sync(docs.ready.wait)
+async def _when_loaded(docs: DocsService, ctx: Context | None, work: Callable[[], T]) -> T:
+    """Runs a docs call on a worker thread (a slow search must never delay other clients or /health); when
+    its corpus is still fetched or indexed, the wait is reported as progress, so the client sees why."""
+
+    async def report(waited: float, message: str) -> None:
+        if ctx is not None:
+            await ctx.report_progress(waited, None, message)
+
+    return await call_when_loaded(docs, work, report, _threads.get_current())
 
 
 def _error(message: str) -> CallToolResult:
@@ -57,6 +59,7 @@ def _error(message: str) -> CallToolResult:
 def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
     @server.tool(annotations=READ_ONLY)
     async def search_docs(
+        ctx: Context,
         query: Annotated[str, Field(description="Words, a question or an identifier; any text is valid")],
         limit: Annotated[int, Field(ge=1, le=50, description="Number of hits (one per page)")] = 8,
         corpus: CorpusArg = None,
@@ -65,10 +68,13 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
     ) -> Annotated[CallToolResult, SearchResult]:
         """Search the documentation. Returns the best section of each matching page with a snippet;
         read a hit with read_doc(path, heading=anchor)."""
-        return await _call(docs, lambda: docs.search(query, limit, corpus, path_prefix, offset), render.render_search)
+        return await _call(
+            docs, ctx, lambda: docs.search(query, limit, corpus, path_prefix, offset), render.render_search
+        )
 
     @server.tool(annotations=READ_ONLY)
     async def read_doc(
+        ctx: Context,
         path: Annotated[str, Field(description="Page path from search_docs or list_docs, e.g. docs/overview.md")],
         corpus: CorpusArg = None,
         heading: Annotated[str | None, Field(description="Read one section: heading text or anchor")] = None,
@@ -77,38 +83,35 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
     ) -> Annotated[CallToolResult, DocPage]:
         """Read a documentation page (or one section) as markdown, in parts of at most max_tokens;
         pass next_cursor back to continue."""
-        return await _call(docs, lambda: docs.read(path, corpus, heading, cursor, max_tokens), render.render_page)
+        return await _call(docs, ctx, lambda: docs.read(path, corpus, heading, cursor, max_tokens), render.render_page)
 
     @server.tool(annotations=READ_ONLY)
     async def list_docs(
+        ctx: Context,
         path_prefix: Annotated[str, Field(description="Folder to list, e.g. docs/ or reference/tools")] = "",
         corpus: CorpusArg = None,
         depth: Annotated[int, Field(ge=1, le=10, description="How many folder levels to expand")] = 1,
     ) -> Annotated[CallToolResult, ListResult]:
         """List documentation folders and pages under a path."""
-        return await _call(docs, lambda: docs.list(path_prefix, corpus, depth), render.render_list)
+        return await _call(docs, ctx, lambda: docs.list(path_prefix, corpus, depth), render.render_list)
 
     @server.tool(annotations=READ_ONLY)
-    async def list_corpora() -> Annotated[CallToolResult, CorporaResult]:
+    async def list_corpora(ctx: Context) -> Annotated[CallToolResult, CorporaResult]:
         """List the documentation corpora this server searches, with their versions and sizes."""
-        return await _call(docs, docs.list_corpora, render.render_corpora)
+        return await _call(docs, ctx, docs.list_corpora, render.render_corpora)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False))
     async def refresh_docs(ctx: Context, corpus: CorpusArg = None) -> Annotated[CallToolResult, CorporaResult]:
         """Re-index documentation files changed since the server started (only the changed files are
         re-read), reporting progress per corpus."""
-        await _loaded(docs)
         try:
-            names = [c.name for c in docs.select(corpus)]
+            names = await _when_loaded(docs, ctx, lambda: [c.name for c in docs.select(corpus)])
+            for done, name in enumerate(names, 1):
+                note = await _when_loaded(docs, None, lambda name=name: docs.refresh(name))
+                await ctx.report_progress(done, len(names), note)
         except DocsError as exc:
             return _error(str(exc))
-        for done, name in enumerate(names, 1):
-            try:
-                note = await _off_loop(lambda name=name: docs.refresh(name))
-            except DocsError as exc:
-                return _error(str(exc))
-            await ctx.report_progress(done, len(names), note)
-        return await _call(docs, docs.list_corpora, render.render_corpora)
+        return await _call(docs, ctx, docs.list_corpora, render.render_corpora)
 
     @server.resource("docs://{corpus}/{+path}", name="docs", mime_type="text/markdown")
     async def doc_page(corpus: str, path: str) -> str:
@@ -117,8 +120,7 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
 
 
 async def _read_resource(docs: DocsService, corpus: str, path: str) -> str:
-    await _loaded(docs)
     try:
-        return await _off_loop(lambda: docs.read_all(corpus, path))
+        return await _when_loaded(docs, None, lambda: docs.read_all(corpus, path))
     except DocsError as exc:
         raise ResourceNotFoundError(str(exc)) from exc
