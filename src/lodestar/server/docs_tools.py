@@ -1,4 +1,4 @@
-"""The docs tools and the docs:// resource: thin adapters from MCP calls to DocsService."""
+"""The docs tools: thin adapters from MCP calls to DocsService."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -109,16 +108,3 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
                 return _error(str(exc))
             await ctx.report_progress(done, len(names), note)
         return await _call(docs, docs.list_corpora, render.render_corpora)
-
-    @server.resource("docs://{corpus}/{+path}", name="docs", mime_type="text/markdown")
-    async def doc_page(corpus: str, path: str) -> str:
-        """A documentation page as markdown."""
-        return await _read_resource(docs, corpus, path)
-
-
-async def _read_resource(docs: DocsService, corpus: str, path: str) -> str:
-    await _loaded(docs)
-    try:
-        return await _off_loop(lambda: docs.read_all(corpus, path))
-    except DocsError as exc:
-        raise ResourceNotFoundError(str(exc)) from exc
