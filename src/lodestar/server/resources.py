@@ -190,8 +190,8 @@ def register_resources(server: MCPServer, docs: DocsService) -> None:
     async def complete(
         ref: ResourceTemplateReference | PromptReference, argument: CompletionArgument, given: CompletionContext | None
     ) -> Completion | None:
-        template = isinstance(ref, ResourceTemplateReference)
-        if not (ref.uri == TEMPLATE if template else ref.name == ASK_DOCS):
+        template = isinstance(ref, ResourceTemplateReference) and ref.uri == TEMPLATE
+        if not template and not (isinstance(ref, PromptReference) and ref.name == ASK_DOCS):
             return None
         await _loaded(docs)
         if argument.name == "corpus":
