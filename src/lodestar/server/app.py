@@ -11,6 +11,7 @@ from mcp.server.mcpserver import MCPServer
 from lodestar import __version__
 from lodestar.docs.service import DocsService
 from lodestar.server.docs_tools import register_docs_tools
+from lodestar.server.resources import register_resources
 from lodestar.settings import Settings
 
 INSTRUCTIONS = (
@@ -38,8 +39,12 @@ def build_server(settings: Settings, docs: DocsService) -> MCPServer:
         website_url="https://github.com/lodestar-mcp/lodestar",
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]
+        # Nothing here announces a change, so 2026-07-28 clients are not offered subscriptions/listen (which would
+        # advertise listChanged and resources.subscribe) only to hold a stream open that never carries an event.
+        subscriptions=False,
     )
     register_docs_tools(server, docs)
+    register_resources(server, docs)
     return server
 
 

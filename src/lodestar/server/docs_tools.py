@@ -1,4 +1,4 @@
-"""The docs tools and the docs:// resource: thin adapters from MCP calls to DocsService."""
+"""The docs tools: thin adapters from MCP calls to DocsService."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -33,7 +32,7 @@ async def _call(
 ) -> CallToolResult:
     """Answers with text and structured content; service errors become tool errors with their message."""
     try:
-        result = await _when_loaded(docs, ctx, operation)
+        result = await when_loaded(docs, ctx, operation)
     except DocsError as exc:
         return _error(str(exc))
     return CallToolResult(
@@ -41,7 +40,7 @@ async def _call(
     )
 
 
-async def _when_loaded(docs: DocsService, ctx: Context | None, work: Callable[[], T]) -> T:
+async def when_loaded(docs: DocsService, ctx: Context | None, work: Callable[[], T]) -> T:
     """Runs a docs call on a worker thread (a slow search must never delay other clients or /health); when
     its corpus is still fetched or indexed, the wait is reported as progress, so the client sees why."""
 
@@ -105,22 +104,10 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
         """Re-index documentation files changed since the server started (only the changed files are
         re-read), reporting progress per corpus."""
         try:
-            names = await _when_loaded(docs, ctx, lambda: [c.name for c in docs.select(corpus)])
+            names = await when_loaded(docs, ctx, lambda: [c.name for c in docs.select(corpus)])
             for done, name in enumerate(names, 1):
-                note = await _when_loaded(docs, None, lambda name=name: docs.refresh(name))
+                note = await when_loaded(docs, None, lambda name=name: docs.refresh(name))
                 await ctx.report_progress(done, len(names), note)
         except DocsError as exc:
             return _error(str(exc))
         return await _call(docs, ctx, docs.list_corpora, render.render_corpora)
-
-    @server.resource("docs://{corpus}/{+path}", name="docs", mime_type="text/markdown")
-    async def doc_page(corpus: str, path: str) -> str:
-        """A documentation page as markdown."""
-        return await _read_resource(docs, corpus, path)
-
-
-async def _read_resource(docs: DocsService, corpus: str, path: str) -> str:
-    try:
-        return await _when_loaded(docs, None, lambda: docs.read_all(corpus, path))
-    except DocsError as exc:
-        raise ResourceNotFoundError(str(exc)) from exc
