@@ -22,6 +22,9 @@ class SearchHit(BaseModel):
     anchor: str
     score: float
     snippet: str = Field(description="Markdown excerpt with the matched terms in **bold**")
+    also_in: list[str] = Field(
+        default_factory=list, description="Other corpora holding a near-identical page, folded into this hit"
+    )
 
 
 class SearchResult(BaseModel):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import gc
-import heapq
 import logging
 import re
 import threading
@@ -24,6 +23,7 @@ from lodestar import __version__
 from lodestar.docs.analysis import correctable, query_words
 from lodestar.docs.errors import CorpusError, CorpusLoading, DocsError
 from lodestar.docs.limits import MIB, DocsLimits, env_var
+from lodestar.docs.merge import Ranked, merge
 from lodestar.docs.models import (
     CorporaResult,
     CorpusInfo,
@@ -40,7 +40,7 @@ from lodestar.docs.sources import CorpusSource, check_name, provisional_name, re
 
 if TYPE_CHECKING:  # the index modules import Whoosh and markdown-it: loaded on the loading thread
     from lodestar.docs.index import Manifest
-    from lodestar.docs.search import CorpusSearcher, Match
+    from lodestar.docs.search import CorpusSearcher
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ BUNDLED = "lodestar"
 FOOTER_LINE = 64  # the words around the cursor in a partial read's text body
 HEADINGS_SHARE = 4  # a headings list too long for the answer gets 1/4 of max_tokens
 ANCHORS_IN_ERROR = 50  # anchors an unknown heading's error lists
+MERGE_WINDOWS = 8  # a merged search asks each corpus for up to 8x the hits wanted, when pages fold together
 LOAD_THREADS = 4  # corpora fetched, unpacked or indexed at once
 OPENING_WAIT_S = 5.0  # a corpus still opening after this long is treated as slow: requests stop waiting on it
 
@@ -267,15 +268,8 @@ class DocsService:
         query, words, notes = _bounded(query, self.limits)
         corrected = _corrections(words, selected, self.limits)
         text = " ".join(corrected.get(w.lower(), w) for w in words)
-        found: list[tuple[float, Corpus, Match]] = []
-        total, terms = 0, []
-        for item in selected:
-            matches = item.searcher.search(text, offset + limit, prefix or None)
-            total += matches.total
-            terms = matches.terms
-            found.extend((m.score, item, m) for m in matches.matches)
-        ranked = heapq.nlargest(offset + limit, found, key=lambda f: f[0])[offset:]
-        hits = [self._hit(item, match, terms) for _, item, match in ranked]
+        ranked, total, terms = _ranked(selected, text, prefix or None, offset + limit)
+        hits = [self._hit(r, terms) for r in ranked[offset:]]
         unavailable = [] if corpus else self._unavailable(notes)
         if offset and not hits and total:
             pages = "1 page matches" if total == 1 else f"{total} pages match"
@@ -310,20 +304,21 @@ class DocsService:
 
         return await call_when_loaded(self, lambda: self.search(query, limit, corpus, path_prefix, offset))
 
-    def _hit(self, corpus: Corpus, match: Match, terms: list[str]) -> SearchHit:
+    def _hit(self, ranked: Ranked, terms: list[str]) -> SearchHit:
         from lodestar.docs.search import snippet
 
-        doc = corpus.manifest.files[match.path]
-        section = doc.sections[match.ordinal]
+        corpus, match = ranked.corpus, ranked.match
+        section = corpus.manifest.files[match.path].sections[match.ordinal]
         return SearchHit(
             corpus=corpus.name,
             version=corpus.version,
             path=match.path,
-            title=doc.title,
+            title=ranked.title,
             heading=section.heading,
             anchor=section.anchor,
             score=round(match.score, 4),
             snippet=snippet(match.body, terms, fallback=section.heading),
+            also_in=ranked.also_in,
         )
 
     def read(
@@ -641,6 +636,25 @@ def _bounded(query: str, limits: DocsLimits) -> tuple[str, list[str], list[str]]
         notes.append(f"{searched} ({env_var('max_query_words')})")
         words = words[: limits.max_query_words]
     return query, words, notes
+
+
+def _ranked(corpora: list[Corpus], text: str, prefix: str | None, wanted: int) -> tuple[list[Ranked], int, list[str]]:
+    """The best `wanted` hits of all corpora merged (see docs.merge), the pages matching, and the query terms.
+    Pages folded together leave gaps, so each corpus is asked for more until the list is full or they run out."""
+    window = wanted
+    while True:
+        found: list[Ranked] = []
+        total, terms, more = 0, [], False
+        for item in corpora:
+            matches = item.searcher.search(text, window, prefix)
+            total, terms = total + matches.total, matches.terms
+            more = more or matches.total > window
+            files = item.manifest.files
+            found.extend(Ranked(item, m, files[m.path].title) for m in matches.matches)
+        ranked = merge(found, BUNDLED, wanted)
+        if len(ranked) >= wanted or not more or window >= wanted * MERGE_WINDOWS:
+            return ranked, total, terms
+        window *= 2
 
 
 def _corrections(words: list[str], corpora: list[Corpus], limits: DocsLimits) -> dict[str, str]:
