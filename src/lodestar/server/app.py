@@ -11,6 +11,7 @@ from mcp.server.mcpserver import MCPServer
 from lodestar import __version__
 from lodestar.docs.service import DocsService
 from lodestar.server.docs_tools import register_docs_tools
+from lodestar.server.plain import PlainServer
 from lodestar.settings import Settings
 
 INSTRUCTIONS = (
@@ -31,7 +32,7 @@ def build_server(settings: Settings, docs: DocsService) -> MCPServer:
         finally:
             docs.close()
 
-    server = MCPServer(
+    server = PlainServer(
         "lodestar",
         version=__version__,
         instructions=INSTRUCTIONS,
