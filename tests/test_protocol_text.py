@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import write_corpus
 from test_stdio import connect, example_args, text_of
 
 pytestmark = pytest.mark.anyio
@@ -54,3 +55,14 @@ async def test_argument_errors_are_plain_words(tmp_path: Path, cache_dir: Path, 
         assert result.is_error is True, (name, args)
         assert text == f"Invalid arguments for {name}: {expected}", (name, args)
         assert not [word for word in VALIDATOR_WORDS if word in text], text
+
+
+async def test_counts_of_one_are_singular(tmp_path: Path, cache_dir: Path) -> None:
+    single = write_corpus(tmp_path / "single", {"one.md": "# Only page\n\nA lone quokka lives here.\n"})
+    async with connect(tmp_path, cache_dir, "--corpus", f"single={single}", "--no-bundled") as client:
+        search = text_of(await client.call_tool("search_docs", {"query": "quokka"}))
+        corpora = await client.call_tool("list_corpora", {})
+
+    assert search.startswith("1 result for 'quokka' (1 matching page):"), search
+    assert [c["name"] for c in corpora.structured_content["corpora"]] == ["single"]  # --no-bundled reaches the server
+    assert text_of(corpora).startswith("single ") and ": 1 page, 1 section (" in text_of(corpora)

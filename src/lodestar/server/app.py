@@ -45,7 +45,7 @@ def build_server(settings: Settings, docs: DocsService) -> MCPServer:
 
 
 def run(settings: Settings) -> None:
-    docs = DocsService(settings.corpora, settings.cache_dir)
+    docs = DocsService(settings.corpora, settings.cache_dir, bundled=not settings.no_bundled)
     server = build_server(settings, docs)
     if settings.http:
         from lodestar.server.http import serve_http
