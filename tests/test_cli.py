@@ -266,6 +266,7 @@ def test_settings_defaults() -> None:
     assert settings.http is False
     assert settings.corpora == [] and settings.apps == [] and settings.allowed_hosts == []
     assert settings.auth_token is None and settings.model is None
+    assert settings.no_bundled is False
     assert settings.log_level == "INFO"
     assert settings.cache_dir == default_cache_dir()
 
@@ -300,10 +301,11 @@ def test_settings_from_environment() -> None:
      ("no", False), ("off", False)],
 )  # fmt: skip
 def test_settings_boolean_parsing(value: str, expected: bool) -> None:
-    env = {"LODESTAR_HTTP": value, "LODESTAR_NO_BUILTIN_AGENTS": value}
+    env = {"LODESTAR_HTTP": value, "LODESTAR_NO_BUILTIN_AGENTS": value, "LODESTAR_NO_BUNDLED": value}
     settings = load_settings({}, env=env)
     assert settings.http is expected
     assert settings.no_builtin_agents is expected
+    assert settings.no_bundled is expected
 
 
 def test_settings_flag_beats_environment_beats_default() -> None:
