@@ -196,7 +196,7 @@ def test_the_text_body_repeats_a_long_query_shortened(service: DocsService) -> N
     result = service.search("background " * 90)
     text = render.render_search(result)
     assert result.query in result.model_dump_json() and len(result.query) > 500
-    assert "results for 'background background" in text and result.query not in text
+    assert " for 'background background" in text and result.query not in text
 
 
 def test_every_limit_is_documented() -> None:

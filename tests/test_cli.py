@@ -53,7 +53,7 @@ def test_search_json(cache_dir: Path, example: str) -> None:
     assert {hit["corpus"] for hit in data["hits"]} == {"example"}
     top = data["hits"][0]
     assert (top["path"], top["heading"], top["anchor"]) == ("docs/overview.md", "Background tasks", "background-tasks")
-    assert set(top) == {"corpus", "version", "path", "title", "heading", "anchor", "score", "snippet"}
+    assert set(top) == {"corpus", "version", "path", "title", "heading", "anchor", "score", "snippet", "also_in"}
 
 
 def test_search_text(cache_dir: Path, example: str) -> None:
@@ -266,6 +266,7 @@ def test_settings_defaults() -> None:
     assert settings.http is False
     assert settings.corpora == [] and settings.apps == [] and settings.allowed_hosts == []
     assert settings.auth_token is None and settings.model is None
+    assert settings.no_bundled is False
     assert settings.log_level == "INFO"
     assert settings.cache_dir == default_cache_dir()
 
@@ -300,10 +301,11 @@ def test_settings_from_environment() -> None:
      ("no", False), ("off", False)],
 )  # fmt: skip
 def test_settings_boolean_parsing(value: str, expected: bool) -> None:
-    env = {"LODESTAR_HTTP": value, "LODESTAR_NO_BUILTIN_AGENTS": value}
+    env = {"LODESTAR_HTTP": value, "LODESTAR_NO_BUILTIN_AGENTS": value, "LODESTAR_NO_BUNDLED": value}
     settings = load_settings({}, env=env)
     assert settings.http is expected
     assert settings.no_builtin_agents is expected
+    assert settings.no_bundled is expected
 
 
 def test_settings_flag_beats_environment_beats_default() -> None:
@@ -368,3 +370,156 @@ def test_the_banner_names_the_checkout_it_runs_from(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(metadata, "distribution", published)
     assert launch_command() == ["uvx", "lodestar-mcp"]
     assert 'command "uvx" and args ["lodestar-mcp"]' in connect_help()
+
+
+# A CLI that teaches (issue 9, point 9).
+
+
+@pytest.mark.parametrize("command", ["serve", "search", "read", "list", "corpora", "index"])
+def test_every_command_help_has_a_description_defaults_and_examples(cache_dir: Path, command: str) -> None:
+    proc = run(cache_dir, command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    usage, description = proc.stdout.split("\n\n")[:2]
+    assert usage.startswith(f"usage: lodestar-mcp {command}")
+    assert len(description) > 30 and not description.startswith(("options", "positional"))
+    assert "(default" in proc.stdout
+    examples = proc.stdout.split("examples:\n", 1)[1].splitlines()
+    assert [line for line in examples if line.strip().startswith(f"lodestar-mcp {command}")] or command == "serve"
+    assert all(len(line) <= 90 for line in proc.stdout.splitlines()), "help lines fit a terminal"
+
+
+def test_top_level_help_lists_commands_and_examples(cache_dir: Path) -> None:
+    proc = run(cache_dir, "--help")
+    assert proc.returncode == 0
+    for command in ("serve", "search", "read", "list", "corpora", "index"):
+        assert f"\n    {command} " in proc.stdout
+    assert 'examples:\n  lodestar-mcp search "' in proc.stdout
+    assert "Without a command, lodestar-mcp runs `serve`." in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "word", "guess"),
+    [(["serch", "tasks"], "serch", "search"), (["lst"], "lst", "list"),
+     (["--corpus", "x=./docs", "raed", "p.md"], "raed", "read"),
+     (["--log-level", "warning", "coprora"], "coprora", "corpora")],
+)  # fmt: skip
+def test_unknown_command_suggests_the_closest(cache_dir: Path, args: list[str], word: str, guess: str) -> None:
+    proc = run(cache_dir, *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"lodestar-mcp: unknown command {word!r}; did you mean {guess!r}?")
+    assert "Commands: serve, search, read, list, corpora, index" in proc.stderr
+
+
+def test_unknown_word_without_a_close_command_lists_the_commands(cache_dir: Path) -> None:
+    proc = run(cache_dir, "how do I add a corpus")
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "lodestar-mcp: unknown command 'how do I add a corpus'. Commands: serve, search, read, list, corpora, index "
+        "(lodestar-mcp --help describes them)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(["serve", "--port", "9000"], "--port only applies"), (["--port", "9000"], "--port only applies"),
+     (["serve", "--host=0.0.0.0", "--port", "1"], "--host and --port only apply"),
+     (["serve", "--auth-token", "a-long-enough-token-for-sure"], "--auth-token only applies")],
+)  # fmt: skip
+def test_http_flags_without_http_are_an_error(cache_dir: Path, args: list[str], named: str) -> None:
+    proc = run(cache_dir, *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert named in proc.stderr
+    assert "add --http (or set LODESTAR_HTTP=1)" in proc.stderr
+
+
+def test_http_flags_with_http_from_the_environment_are_accepted(cache_dir: Path) -> None:
+    """LODESTAR_HTTP=1 counts as --http: the run goes on to check the port itself (70000 is out of range)."""
+    proc = run(cache_dir, "serve", "--port", "70000", LODESTAR_HTTP="1")
+    assert proc.returncode != 0
+    assert "only applies" not in proc.stderr
+    assert "invalid port" in proc.stderr
+
+
+def test_no_bundled_leaves_out_the_bundled_corpus(cache_dir: Path, example: str) -> None:
+    flag = run(cache_dir, "corpora", "--json", "--no-bundled", "--corpus", example)
+    env = run(cache_dir, "corpora", "--json", "--corpus", example, LODESTAR_NO_BUNDLED="1")
+    both = run(cache_dir, "corpora", "--json", "--corpus", example)
+    names = [[c["name"] for c in json.loads(p.stdout)["corpora"]] for p in (flag, env, both)]
+    assert names == [["example"], ["example"], ["lodestar", "example"]]
+
+
+@pytest.mark.parametrize("args", [["search", "tasks", "--no-bundled"], ["--no-bundled"], ["index", "--no-bundled"]])
+def test_no_corpus_at_all_is_a_start_up_error(cache_dir: Path, args: list[str]) -> None:
+    proc = run(cache_dir, *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("lodestar-mcp: no corpus to use: --no-bundled (or LODESTAR_NO_BUNDLED)")
+    assert "--corpus NAME=SOURCE" in proc.stderr
+
+
+def test_read_in_a_shell_says_how_to_continue_with_cursor(cache_dir: Path, tmp_path: Path) -> None:
+    text = "# Long\n\n" + "".join(f"## Part {i}\n\n" + "Words about lighthouses. " * 30 + "\n\n" for i in range(6))
+    docs = write_corpus(tmp_path / "long", {"long.md": text})
+    base = ["read", "long.md", "--corpus", f"long={docs}", "--max-tokens", "200"]
+    parts, cursor = [], None
+    for _ in range(50):
+        proc = run(cache_dir, *base, *(["--cursor", cursor] if cursor else []))
+        assert proc.returncode == 0, proc.stderr
+        parts.append(proc.stdout)
+        if "[continues" not in proc.stderr:
+            break
+        assert "read_doc" not in proc.stderr and "continues" not in proc.stdout
+        cursor = proc.stderr.split("--cursor ", 1)[1].split(" for the next part]", 1)[0]
+    assert len(parts) >= 3
+    assert "".join(parts).replace("\n", "") == text.replace("\n", "")  # each part ends in one newline, added
+    as_json = json.loads(run(cache_dir, *base, "--json").stdout)
+    assert as_json["next_cursor"]
+
+
+def test_search_text_in_a_shell_has_no_markdown_bold(cache_dir: Path, example: str) -> None:
+    text = run(cache_dir, "search", "semantic recall", "--corpus", example)
+    data = json.loads(run(cache_dir, "search", "semantic recall", "--corpus", example, "--json").stdout)
+    assert "**" in data["hits"][0]["snippet"]
+    assert text.returncode == 0 and "**" not in text.stdout
+    assert data["hits"][0]["snippet"].replace("**", "") in text.stdout
+
+
+def test_counts_of_one_are_singular_in_a_shell(cache_dir: Path, tmp_path: Path) -> None:
+    single = write_corpus(tmp_path / "single", {"one.md": "# Only page\n\nA lone quokka lives here.\n"})
+    search = run(cache_dir, "search", "quokka", "--corpus", f"single={single}")
+    corpora = run(cache_dir, "corpora", "--corpus", f"single={single}", "--no-bundled")
+    assert search.stdout.startswith("1 result for 'quokka' (1 matching page):\n"), search.stdout
+    assert corpora.stdout.endswith(f": 1 page, 1 section ({single})\n"), corpora.stdout
+
+
+@pytest.fixture
+def two_corpora(tmp_path: Path) -> tuple[str, str]:
+    """Two corpora that both answer "release"; folders named like the corpora, to test that a name still picks."""
+    write_corpus(tmp_path / "a", {"notes.md": "# Alpha notes\n\n## Release\n\nHow alpha makes a release.\n"})
+    write_corpus(tmp_path / "b", {"notes.md": "# Beta notes\n\n## Release\n\nHow beta makes a release.\n"})
+    return "a=./a", "b=./b"
+
+
+def test_search_one_of_several_corpora(cache_dir: Path, two_corpora: tuple[str, str]) -> None:
+    a, b = two_corpora
+
+    def corpora_of(*args: str, **env: str) -> set[str]:
+        proc = run(cache_dir, "search", "release", "--json", "--limit", "50", *args, **env)
+        assert proc.returncode == 0, proc.stderr
+        return {hit["corpus"] for hit in json.loads(proc.stdout)["hits"]}
+
+    assert corpora_of("--corpus", a, "--corpus", b) >= {"a", "b"}
+    assert corpora_of("--corpus", a, "--corpus", b, "--corpus", "b") == {"b"}  # ./b is a folder, yet b is named
+    assert corpora_of("--corpus", "a", "--corpus", a, "--corpus", b) == {"a"}  # the order does not matter
+    assert corpora_of("--corpus", "b", LODESTAR_CORPORA=f"{a},{b}") == {"b"}
+    assert corpora_of("--corpus", a) == {"a"}  # one source: only it
+
+
+def test_two_corpus_names_or_an_unknown_one_are_errors(cache_dir: Path, two_corpora: tuple[str, str]) -> None:
+    a, b = two_corpora
+    two = run(cache_dir, "search", "release", "--corpus", a, "--corpus", b, "--corpus", "a", "--corpus", "b")
+    unknown = run(cache_dir, "search", "release", "--corpus", a, "--corpus", "nope")
+    assert two.returncode == 2 and two.stdout == ""
+    assert "--corpus a and --corpus b: a command looks in one corpus" in two.stderr
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert "no corpus named 'nope' is loaded (loaded: lodestar, a)" in unknown.stderr
+    assert "pass --corpus nope=SOURCE" in unknown.stderr

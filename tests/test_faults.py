@@ -355,7 +355,7 @@ service.load()
 print(json.dumps({
     "notes": service.load_notes,
     "failures": service.failures,
-    "hits": [h.corpus for h in service.search("semantic recall").hits],
+    "hits": [c for h in service.search("semantic recall").hits for c in (h.corpus, *h.also_in)],
     "roots": [str(c.source.root) for c in service.corpora.values()],
 }), flush=True)
 """

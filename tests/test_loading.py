@@ -112,6 +112,8 @@ async def test_a_call_waiting_for_its_corpus_gets_progress(gated_npm: Path, tmp_
         assert corpora is not None
         slow = next(c for c in corpora["corpora"] if c["name"] == "slow")
         assert (slow["status"], slow["stage"]) == ("loading", "fetching")
+        listed = await client.call_tool("list_corpora", {})
+        assert "slow: loading, fetching (npm:pkg@1.2.3)" in listed.content[0].text  # type: ignore[union-attr]
         everywhere = (await client.call_tool("search_docs", {"query": "corpus"})).structured_content
         assert everywhere is not None and everywhere["unavailable"] == ["slow"] and everywhere["hits"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import PAGES, write_corpus
 
+from lodestar.docs.render import render_search
 from lodestar.docs.service import BUNDLED, DocsService
 
 # Pages that mention the cache directory in passing: the bundled pages about it score higher.
@@ -84,6 +85,10 @@ def test_near_identical_pages_of_two_corpora_are_one_hit(two_versions: DocsServi
     assert {memory[0].corpus, *memory[0].also_in} == {"pkg-v1", "pkg-v2"}
     assert result.total == 3  # both copies match; the page only in v2 as well
     assert [h.path for h in result.hits] == ["docs/agents/memory.md", "docs/agents/tools.md"]
+    other = ({"pkg-v1", "pkg-v2"} - {memory[0].corpus}).pop()
+    assert f"docs/agents/memory.md#{memory[0].anchor} (score {memory[0].score:.2f}; also in {other})" in render_search(
+        result
+    )
 
 
 def test_folded_pages_leave_no_gap_in_a_full_page(two_versions: DocsService) -> None:

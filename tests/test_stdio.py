@@ -31,7 +31,7 @@ LONG_PAGE = (
     )
 )
 SEARCH_FIELDS = {"query", "total", "hits", "suggestion", "unavailable", "notes"}
-HIT_FIELDS = {"corpus", "version", "path", "title", "heading", "anchor", "score", "snippet"}
+HIT_FIELDS = {"corpus", "version", "path", "title", "heading", "anchor", "score", "snippet", "also_in"}
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ Heavy modules (the MCP SDK, Whoosh) are imported inside the commands that need t
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
 import shlex
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from lodestar.docs.service import DocsService
@@ -52,48 +53,138 @@ def connect_help() -> str:
     return CONNECT_HELP.format(launch=shlex.join([command, *args]), command=command, args=json.dumps(args))
 
 
-def _common(default: object) -> argparse.ArgumentParser:
+EXAMPLES = """\
+examples:
+  lodestar-mcp search "how do I add a corpus"
+  lodestar-mcp read docs/corpora.md --heading "Adding corpora"
+  # serve your docs to an MCP client over stdio:
+  lodestar-mcp --corpus mydocs=/abs/path/to/docs
+  # serve over HTTP at http://127.0.0.1:8765/mcp:
+  lodestar-mcp serve --http --port 8765
+
+Without a command, lodestar-mcp runs `serve`.
+Run lodestar-mcp COMMAND --help for the options of a command.
+"""
+WHERE_HELP = """\
+where it looks:
+  In every loaded corpus: the bundled "lodestar", those in LODESTAR_CORPORA
+  and each --corpus source. But --corpus NAME, a plain name that is not a
+  folder, looks only in the loaded corpus NAME; and a single --corpus source,
+  when no NAME is given, looks only in that source.
+
+"""
+SERVE_EXAMPLES = """\
+examples:
+  lodestar-mcp                         # stdio, as an MCP client starts it
+  lodestar-mcp --corpus mydocs=/abs/path/to/docs
+  lodestar-mcp --corpus mydocs=/abs/path/to/docs --no-bundled
+  lodestar-mcp serve --http --port 8765 --auth-token "$TOKEN"
+"""
+SEARCH_EXAMPLES = """\
+examples:
+  lodestar-mcp search "how do I add a corpus"
+  lodestar-mcp search max_tokens --path-prefix reference/ --limit 3
+  lodestar-mcp search "background tasks" --corpus mastra=npm:@mastra/mcp-docs-server
+  # add two folders and search only b:
+  lodestar-mcp search release --corpus a=./docs-a --corpus b=./docs-b --corpus b
+"""
+READ_EXAMPLES = """\
+examples:
+  lodestar-mcp read docs/corpora.md
+  lodestar-mcp read reference/cli --heading "Flags shared by the subcommands"
+  # a long page in parts; each part ends by naming the --cursor of the next:
+  lodestar-mcp read docs/search.md --max-tokens 500
+"""
+LIST_EXAMPLES = """\
+examples:
+  lodestar-mcp list
+  lodestar-mcp list reference --depth 2 --corpus lodestar
+"""
+CORPORA_EXAMPLES = """\
+examples:
+  lodestar-mcp corpora
+  lodestar-mcp corpora --corpus handbook=./handbook/docs --json
+"""
+INDEX_EXAMPLES = """\
+examples:
+  lodestar-mcp index
+  lodestar-mcp index --corpus mastra=npm:@mastra/mcp-docs-server
+"""
+JSON_HELP = "print the structured result, the fields of the MCP tool, instead of text"
+
+
+def _common(default: object, corpus_help: str) -> argparse.ArgumentParser:
     """Flags every command takes, before or after its name; subcommands pass SUPPRESS as the default
     so that a flag given before the subcommand is not reset by it."""
     common = argparse.ArgumentParser(add_help=False, argument_default=default)
-    common.add_argument("--corpus", action="append", metavar="[NAME=]SOURCE", help="add a corpus (repeatable)")
+    common.add_argument("--corpus", action="append", metavar="[NAME=]SOURCE", help=corpus_help)
+    common.add_argument(
+        "--no-bundled",
+        action="store_true",
+        help="leave out Lodestar's own documentation, the 'lodestar' corpus (env LODESTAR_NO_BUNDLED)",
+    )
     common.add_argument("--app", action="append", dest="apps", metavar="MODULE:ATTR", help="serve an app's agents")
-    common.add_argument("--cache-dir", help="index cache folder (default: the user cache directory)")
-    common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    common.add_argument(
+        "--cache-dir", help="index cache folder (default: the user cache directory; env LODESTAR_CACHE_DIR)"
+    )
+    common.add_argument(
+        "--log-level", help="DEBUG, INFO, WARNING or ERROR, to stderr (default INFO; env LODESTAR_LOG_LEVEL)"
+    )
     return common
 
 
-_VALUE_FLAGS = frozenset({"--corpus", "--app", "--cache-dir", "--log-level"})
+SERVE_CORPUS = (
+    "add a corpus: a folder, a .tgz file or npm:PACKAGE[@VERSION], named NAME (repeatable; "
+    "these replace LODESTAR_CORPORA)"
+)
+COMMAND_CORPUS = (
+    "add a corpus: a folder, a .tgz file or npm:PACKAGE[@VERSION], named NAME, to those in LODESTAR_CORPORA "
+    "(repeatable); on search, read and list a plain NAME picks a loaded corpus instead"
+)
+HTTP_ONLY = (
+    "--host", "--port", "--auth-token", "--allowed-host", "--session-idle-timeout", "--max-sessions",
+    "--header-timeout", "--body-timeout", "--max-connections",
+)  # fmt: skip
 
 
-def _needs_serve(argv: list[str]) -> bool:
-    """True when no subcommand is named: the first word that is not a flag or a flag's value."""
-    tokens = iter(argv)
-    for token in tokens:
-        if token in ("-h", "--help", "--version"):
-            return False
-        if token in _VALUE_FLAGS:
-            next(tokens, None)
-        elif not token.startswith("-"):
-            return token not in COMMANDS
-    return True
-
-
-def _parser() -> argparse.ArgumentParser:
-    common = _common(argparse.SUPPRESS)
+def _parser() -> tuple[argparse.ArgumentParser, frozenset[str]]:
+    """The parser, and the flags that take a value (the word after one is not a command)."""
+    common = _common(argparse.SUPPRESS, COMMAND_CORPUS)
+    serve_common = _common(argparse.SUPPRESS, SERVE_CORPUS)
+    layout: dict[str, Any] = {"formatter_class": argparse.RawDescriptionHelpFormatter, "allow_abbrev": False}
     parser = argparse.ArgumentParser(
-        prog="lodestar-mcp", description="MCP server for documentation search and agents.", parents=[_common(None)]
+        prog="lodestar-mcp",
+        description="An MCP server that searches and reads documentation, and commands that do\nthe same from a shell.",
+        epilog=EXAMPLES,
+        parents=[_common(None, SERVE_CORPUS)],
+        **layout,
     )
     parser.add_argument("--version", action="version", version=f"lodestar-mcp {_version()}")
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", parents=[common], help="serve MCP over stdio (default) or HTTP")
-    serve.add_argument("--model", help="model id for the built-in agent, e.g. openai/gpt-5-mini")
-    serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
-    serve.add_argument("--host", help="HTTP host (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="HTTP port (default 8765; 0 picks a free one)")
-    serve.add_argument("--auth-token", help="bearer token HTTP clients must send")
-    serve.add_argument("--allowed-host", action="append", dest="allowed_hosts", help="extra Host name to accept")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        parents=[serve_common],
+        help="serve MCP over stdio (the default command) or HTTP",
+        description="Serve the docs tools over MCP: on stdin/stdout to the client that starts\n"
+        "this process, or over streamable HTTP with --http. The HTTP flags need --http\n"
+        "(or LODESTAR_HTTP=1).",
+        epilog=SERVE_EXAMPLES,
+        **layout,
+    )
+    serve.add_argument("--model", help="model id for the built-in agent, e.g. openai/gpt-5-mini (env LODESTAR_MODEL)")
     serve.add_argument("--no-builtin-agents", action="store_true", help="do not serve the built-in agents")
+    http = serve.add_argument_group("HTTP")
+    http.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio (env LODESTAR_HTTP)")
+    http.add_argument("--host", help="address to listen on (default 127.0.0.1; env LODESTAR_HOST)")
+    http.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one; env LODESTAR_PORT)")
+    http.add_argument("--auth-token", help="bearer token clients must send (default none; env LODESTAR_AUTH_TOKEN)")
+    http.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        metavar="HOST",
+        help="extra Host name to accept, repeatable (env LODESTAR_ALLOWED_HOSTS)",
+    )
     limits = serve.add_argument_group("HTTP limits")
     limits.add_argument(
         "--session-idle-timeout", type=float, metavar="SECONDS", help="close a session idle this long (default 600)"
@@ -114,29 +205,115 @@ def _parser() -> argparse.ArgumentParser:
         help="open connections (default min(1000, half the open-file limit))",
     )
 
-    search = sub.add_parser("search", parents=[common], help="search the docs")
-    search.add_argument("query")
-    search.add_argument("--limit", type=int, default=8)
-    search.add_argument("--offset", type=int, default=0)
-    search.add_argument("--path-prefix")
-    search.add_argument("--json", action="store_true", help="print the structured result")
+    search = sub.add_parser(
+        "search",
+        parents=[common],
+        help="search the docs",
+        description="Search the docs and print the best section of each matching page, with a\nsnippet.",
+        epilog=WHERE_HELP + SEARCH_EXAMPLES,
+        **layout,
+    )
+    search.add_argument("query", metavar="QUERY", help="words, a question or an identifier; quote it if it has spaces")
+    search.add_argument(
+        "--limit", type=int, default=8, metavar="N", help="number of hits, 1 to 50 (default %(default)s)"
+    )
+    search.add_argument(
+        "--offset", type=int, default=0, metavar="N", help="skip this many hits, to page (default %(default)s)"
+    )
+    search.add_argument("--path-prefix", metavar="PREFIX", help="only pages whose path starts with PREFIX")
+    search.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    read = sub.add_parser("read", parents=[common], help="read a page, or one section of it")
-    read.add_argument("path")
-    read.add_argument("--heading")
-    read.add_argument("--cursor")
-    read.add_argument("--max-tokens", type=int, default=100_000)
-    read.add_argument("--json", action="store_true")
+    read = sub.add_parser(
+        "read",
+        parents=[common],
+        help="read a page, or one section of it",
+        description="Print a page, or one section of it, as markdown. A page longer than\n"
+        "--max-tokens is printed in parts: each part ends, on stderr, with the --cursor\n"
+        "that reads the next.",
+        epilog=WHERE_HELP + READ_EXAMPLES,
+        **layout,
+    )
+    read.add_argument(
+        "path", metavar="PATH", help="page path from search or list, e.g. docs/overview.md (.md optional)"
+    )
+    read.add_argument("--heading", help="read one section: its heading text or anchor")
+    read.add_argument("--cursor", help="read the next part of a long page: the cursor the previous read printed")
+    read.add_argument(
+        "--max-tokens",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="size of a part, 100 to 100000 (default %(default)s)",
+    )
+    read.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    listing = sub.add_parser("list", parents=[common], help="list pages and folders")
-    listing.add_argument("path_prefix", nargs="?", default="")
-    listing.add_argument("--depth", type=int, default=1)
-    listing.add_argument("--json", action="store_true")
+    listing = sub.add_parser(
+        "list",
+        parents=[common],
+        help="list pages and folders",
+        description="List the folders and pages under a path.",
+        epilog=WHERE_HELP + LIST_EXAMPLES,
+        **layout,
+    )
+    listing.add_argument("path_prefix", nargs="?", default="", metavar="PATH", help="folder to list (default: the top)")
+    listing.add_argument(
+        "--depth", type=int, default=1, metavar="N", help="folder levels to expand, 1 to 10 (default %(default)s)"
+    )
+    listing.add_argument("--json", action="store_true", help=JSON_HELP)
 
-    corpora = sub.add_parser("corpora", parents=[common], help="list the loaded corpora")
-    corpora.add_argument("--json", action="store_true")
-    sub.add_parser("index", parents=[common], help="build or refresh every corpus index")
-    return parser
+    corpora = sub.add_parser(
+        "corpora",
+        parents=[common],
+        help="list the loaded corpora",
+        description="List the loaded corpora: name, version, pages, sections and source, or the\n"
+        "error of one that failed to load.",
+        epilog=CORPORA_EXAMPLES,
+        **layout,
+    )
+    corpora.add_argument("--json", action="store_true", help=JSON_HELP)
+    sub.add_parser(
+        "index",
+        parents=[common],
+        help="build or refresh every corpus index",
+        description="Build the index of every corpus, or bring it up to date, and print what was\n"
+        "done and how long it took. Run it after adding a corpus, so that the server's\n"
+        "first search is fast.",
+        epilog=INDEX_EXAMPLES,
+        **layout,
+    )
+    return parser, _value_flags([parser, *sub.choices.values()])
+
+
+def _value_flags(parsers: list[argparse.ArgumentParser]) -> frozenset[str]:
+    return frozenset(
+        option
+        for parser in parsers
+        for action in parser._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    )
+
+
+def _command_word(argv: list[str], value_flags: frozenset[str]) -> str | None:
+    """The first word that is neither a flag nor a flag's value: the command, when one is named."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in value_flags:
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def _usage_error(message: str) -> NoReturn:
+    sys.stderr.write(f"lodestar-mcp: {message}\n")
+    sys.exit(2)
+
+
+def _unknown_command(word: str) -> str:
+    close = difflib.get_close_matches(word, COMMANDS, n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else "."
+    return f"unknown command {word!r}{guess} Commands: {', '.join(COMMANDS)} (lodestar-mcp --help describes them)"
 
 
 def _version() -> str:
@@ -147,9 +324,13 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if _needs_serve(args_list):
+    parser, value_flags = _parser()
+    word = _command_word(args_list, value_flags)
+    if word is None and not {"-h", "--help", "--version"} & set(args_list):
         args_list.insert(0, "serve")
-    args = _parser().parse_args(args_list)
+    elif word is not None and word not in COMMANDS:
+        _usage_error(_unknown_command(word))
+    args = parser.parse_args(args_list)
     from pydantic import ValidationError
 
     from lodestar.docs.errors import DocsError
@@ -169,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("lodestar").setLevel(settings.log_level)
     try:
         if args.command == "serve":
+            _check_http_flags(args_list, settings)
+            _check_some_corpus(settings, settings.corpora)
             _serve(settings)
         else:
             _run_command(args, settings)
@@ -180,9 +363,30 @@ def main(argv: list[str] | None = None) -> None:
 
 _SETTING_FLAGS = frozenset(
     {"corpora", "apps", "model", "http", "host", "port", "auth_token", "allowed_hosts", "no_builtin_agents",
-     "cache_dir", "log_level", "session_idle_timeout", "max_sessions", "header_timeout", "body_timeout",
+     "no_bundled", "cache_dir", "log_level", "session_idle_timeout", "max_sessions", "header_timeout", "body_timeout",
      "max_connections"}
 )  # fmt: skip
+
+
+def _check_http_flags(argv: list[str], settings: Settings) -> None:
+    """An HTTP flag without --http would be ignored, and the user left wondering why nothing listens."""
+    given = [flag for flag in HTTP_ONLY if any(t == flag or t.startswith(flag + "=") for t in argv)]
+    if given and not settings.http:
+        names = " and ".join(given) if len(given) <= 2 else ", ".join(given[:-1]) + " and " + given[-1]
+        verb = "applies" if len(given) == 1 else "apply"
+        _usage_error(
+            f"{names} only {verb} when serving over HTTP: add --http (or set LODESTAR_HTTP=1), "
+            f"or leave {'it' if len(given) == 1 else 'them'} out to serve over stdio"
+        )
+
+
+def _check_some_corpus(settings: Settings, specs: list[str]) -> None:
+    if settings.no_bundled and not specs:
+        _usage_error(
+            "no corpus to use: --no-bundled (or LODESTAR_NO_BUNDLED) leaves out the bundled docs and no other "
+            "corpus is given; add one with --corpus NAME=SOURCE (a folder, a .tgz file or npm:PACKAGE) "
+            "or LODESTAR_CORPORA"
+        )
 
 
 def _serve(settings: Settings) -> None:
@@ -196,28 +400,34 @@ def _serve(settings: Settings) -> None:
 def _service(settings: Settings, specs: list[str]) -> DocsService:
     from lodestar.docs.service import DocsService
 
-    service = DocsService(specs, settings.cache_dir)
+    service = DocsService(specs, settings.cache_dir, bundled=not settings.no_bundled)
     service.load()
     return service
 
 
 def _run_command(args: argparse.Namespace, settings: Settings) -> None:
     """One-shot commands. Here `--corpus NAME` naming a loaded corpus selects it rather than adding one."""
-    specs, selected = _split_corpus_flags(args.corpus or [], settings)
+    specs, names, sources = _split_corpus_flags(args.corpus or [], settings)
+    _check_some_corpus(settings, specs)
     started = time.perf_counter()
     service = _service(settings, specs)
     for failure in service.failures.values():
         sys.exit(f"lodestar-mcp: {failure}")
-    corpus = _selected_name(service, selected)
+    corpus = _selected_name(service, names, sources)
     from lodestar.docs import render
 
     result: Any
+    note = ""
     if args.command == "search":
         result = service.search(args.query, args.limit, corpus, args.path_prefix, args.offset)
-        text = render.render_search(result)
+        text = render.render_search(result, shell=True)
     elif args.command == "read":
         result = service.read(args.path, corpus, args.heading, args.cursor, args.max_tokens)
-        text = render.render_page(result)
+        text = result.content
+        if result.next_cursor:
+            note = (
+                f"[continues: run the same command with --cursor {shlex.quote(result.next_cursor)} for the next part]"
+            )
     elif args.command == "list":
         result = service.list(args.path_prefix, corpus, args.depth)
         text = render.render_list(result)
@@ -229,30 +439,43 @@ def _run_command(args: argparse.Namespace, settings: Settings) -> None:
         text = "\n".join(service.load_notes) + f"\nready in {elapsed:.2f}s"
         result = None
     if getattr(args, "json", False) and result is not None:
-        text = result.model_dump_json(indent=2)
+        text, note = result.model_dump_json(indent=2), ""
     sys.stdout.write(text.rstrip("\n") + "\n")
+    if note:  # on stderr, so that stdout holds the page alone; after it, so that it reads as its end
+        sys.stdout.flush()
+        sys.stderr.write(note + "\n")
 
 
-def _split_corpus_flags(values: list[str], settings: Settings) -> tuple[list[str], list[str]]:
-    from lodestar.docs.sources import split_spec
+def _split_corpus_flags(values: list[str], settings: Settings) -> tuple[list[str], list[str], list[str]]:
+    """Every spec to load, the plain names given (which pick a corpus) and the sources given (which add one).
+    A value naming a corpus that another spec names (`--corpus b=./docs-b --corpus b`) picks it even when a
+    folder of that name exists; any other plain word that is not a folder picks a corpus too."""
+    from lodestar.docs.service import BUNDLED
+    from lodestar.docs.sources import is_valid_name, split_spec
 
-    specs, selected = list(settings.corpora), []
+    declared = {split_spec(spec)[0] for spec in [*settings.corpora, *values]} | {BUNDLED}
+    names, sources = [], []
     for value in values:
         name, source = split_spec(value)
-        if name is None and _is_plain_name(source):
-            selected.append(source)
-        else:
-            specs.append(value)
-            selected.append(value)
-    return specs, selected
+        plain = name is None and is_valid_name(source) and not source.endswith((".tgz", ".tar.gz"))
+        (names if plain and (source in declared or not os.path.isdir(source)) else sources).append(value)
+    if len(names) > 1:
+        _usage_error(
+            f"--corpus {' and --corpus '.join(names)}: a command looks in one corpus, or in all when no "
+            "plain --corpus NAME is given"
+        )
+    return [*settings.corpora, *sources], names, sources
 
 
-def _is_plain_name(value: str) -> bool:
-    from lodestar.docs.sources import is_valid_name
-
-    return is_valid_name(value) and not value.endswith((".tgz", ".tar.gz")) and not os.path.isdir(value)
-
-
-def _selected_name(service: DocsService, selected: list[str]) -> str | None:
-    names = [service.spec_names.get(item, item) for item in selected]
-    return names[0] if len(names) == 1 else None
+def _selected_name(service: DocsService, names: list[str], sources: list[str]) -> str | None:
+    """The plain name given; else the one source given; else None, every corpus."""
+    if names:
+        name = names[0]
+        if name not in service.corpora:
+            loaded = ", ".join(service.corpora) or "none"
+            _usage_error(
+                f"--corpus {name}: no corpus named {name!r} is loaded (loaded: {loaded}), and there is no folder "
+                f"{name!r} here; to add one, pass --corpus {name}=SOURCE (a folder, a .tgz file or npm:PACKAGE)"
+            )
+        return name
+    return service.spec_names.get(sources[0]) if len(sources) == 1 else None

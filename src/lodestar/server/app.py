@@ -11,6 +11,7 @@ from mcp.server.mcpserver import MCPServer
 from lodestar import __version__
 from lodestar.docs.service import DocsService
 from lodestar.server.docs_tools import register_docs_tools
+from lodestar.server.plain import PlainServer
 from lodestar.server.resources import register_resources
 from lodestar.settings import Settings
 
@@ -32,7 +33,7 @@ def build_server(settings: Settings, docs: DocsService) -> MCPServer:
         finally:
             docs.close()
 
-    server = MCPServer(
+    server = PlainServer(
         "lodestar",
         version=__version__,
         instructions=INSTRUCTIONS,
@@ -49,7 +50,7 @@ def build_server(settings: Settings, docs: DocsService) -> MCPServer:
 
 
 def run(settings: Settings) -> None:
-    docs = DocsService(settings.corpora, settings.cache_dir)
+    docs = DocsService(settings.corpora, settings.cache_dir, bundled=not settings.no_bundled)
     server = build_server(settings, docs)
     if settings.http:
         from lodestar.server.http import serve_http

@@ -81,7 +81,7 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
         max_tokens: Annotated[int, Field(ge=100, le=100_000, description="Upper bound on the content size")] = 6000,
     ) -> Annotated[CallToolResult, DocPage]:
         """Read a documentation page (or one section) as markdown, in parts of at most max_tokens;
-        pass next_cursor back to continue."""
+        to read the next part, call again with cursor set to the next_cursor it returned."""
         return await _call(docs, ctx, lambda: docs.read(path, corpus, heading, cursor, max_tokens), render.render_page)
 
     @server.tool(annotations=READ_ONLY)
