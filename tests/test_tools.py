@@ -329,7 +329,8 @@ async def test_invalid_arguments_name_tool_and_field() -> None:
     assert "limit" in message
     assert "query" not in message
 
-    with pytest.raises(ToolArgumentsError, match=r"tool search: query: Field required"):
+    assert message == 'invalid arguments for tool search: limit must be a whole number, got "many"'
+    with pytest.raises(ToolArgumentsError, match=r"^invalid arguments for tool search: query is required$"):
         await search.execute({}, context())
     assert isinstance(info.value, ValueError)
 
@@ -340,9 +341,11 @@ async def test_extra_arguments_refused() -> None:
         """Search."""
         return query
 
-    with pytest.raises(ToolArgumentsError, match="unexpected") as info:
-        await search.execute({"query": "x", "unexpected": 1}, context())
-    assert "search" in str(info.value)
+    with pytest.raises(ToolArgumentsError) as info:
+        await search.execute({"query": "x", "querry": 1}, context())
+    assert str(info.value) == (
+        "invalid arguments for tool search: unknown argument 'querry' (did you mean 'query'?); it takes query"
+    )
 
 
 async def test_hand_written_tool_without_args_model_passes_arguments_through() -> None:
@@ -533,3 +536,17 @@ def test_annotated_field_descriptions_are_kept_unless_the_docstring_gives_one() 
     props = pick.input_schema["properties"]
     assert props["a"] == {"description": "from Field", "minimum": 1, "type": "integer"}
     assert props["b"]["description"] == "from the docstring"
+
+
+async def test_argument_errors_are_plain_words() -> None:
+    @tool
+    def search(query: str, limit: Annotated[int, Field(ge=1, le=20)] = 10) -> str:
+        """Search."""
+        return query
+
+    with pytest.raises(ToolArgumentsError) as info:
+        await search.execute({"limit": 50, "qeury": "x"}, context())
+    assert str(info.value) == (
+        "invalid arguments for tool search: query is required; limit must be between 1 and 20, got 50; "
+        "unknown argument 'qeury' (did you mean 'query'?); it takes query, limit"
+    )

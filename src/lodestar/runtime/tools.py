@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic_core import to_jsonable_python
 
 from .._loops import PerLoop
+from ..arguments import argument_problems
 from .context import ToolContext
 from .models.base import ToolSpec
 
@@ -66,7 +67,7 @@ class Tool:
         try:
             parsed = self.args_model.model_validate(args)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            problems = argument_problems(exc.errors(), self.input_schema.get("properties", {}))
             raise ToolArgumentsError(f"invalid arguments for tool {self.name}: {problems}") from None
         return {field: getattr(parsed, field) for field in type(parsed).model_fields}
 
