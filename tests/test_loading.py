@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import make_tgz, npm_on_path
+from conftest import make_tgz, npm_on_path, write_corpus
 from mcp.types import TextContent
 from test_stdio import connect
 
@@ -150,3 +150,29 @@ async def test_npm_s_own_reason_reaches_the_user_whole(
     failed = next(c for c in corpora["corpora"] if c["name"] == "nopkg")
     assert (failed["status"], failed["error"]) == ("failed", reason)
     assert json.dumps(corpora).count("complete log") == 0
+
+
+async def test_refresh_docs_loads_a_failed_corpus_again(tmp_path: Path, cache_dir: Path) -> None:
+    late = tmp_path / "late"
+    async with connect(tmp_path, cache_dir, "--corpus", f"late={late}") as client:
+        first = await client.call_tool("search_docs", {"query": "threads", "corpus": "late"})
+        assert first.is_error and "does not exist" in str(first.content)
+        again = await client.call_tool("refresh_docs", {"corpus": "late"})
+        assert again.is_error and "loading late failed again" in str(again.content)
+        write_corpus(late)
+        progress: list[str] = []
+
+        async def note(value: float, total: float | None, message: str | None) -> None:
+            progress.append(message or "")
+
+        fixed = await client.call_tool("refresh_docs", {}, progress_callback=note)
+        assert not fixed.is_error, fixed.content
+        assert fixed.structured_content is not None
+        assert {c["name"]: c["status"] for c in fixed.structured_content["corpora"]} == {
+            "lodestar": "ready",
+            "late": "ready",
+        }
+        assert "late: built" in progress
+        found = await client.call_tool("search_docs", {"query": "threads", "corpus": "late"})
+    assert not found.is_error and found.structured_content is not None
+    assert found.structured_content["hits"][0]["path"] == "docs/agents/memory.md"

@@ -108,6 +108,7 @@ class DocsService:
         self._unnamed: set[str] = set()  # loading corpora listed under their spec: their name is not known yet
         self._started = time.monotonic()
         self._order: list[str] = []  # corpus names in the order given
+        self._specs: dict[str, str | None] = {}  # corpus name -> its spec (None: bundled), to load it again
         self.load_notes: list[str] = []
         self.spec_names: dict[str, str] = {}  # --corpus spec -> corpus name
         self.pages = PageCache(self.limits.page_cache_bytes)
@@ -143,6 +144,7 @@ class DocsService:
             claims.append((name, spec))
         with self.changed:
             self._order = [name for name, _ in claims]
+            self._specs = dict(claims)
             for name, spec in claims:
                 source = "bundled" if spec is None else split_spec(spec)[1]
                 self.loading[name] = CorpusInfo(
@@ -150,7 +152,8 @@ class DocsService:
                 )
         return claims
 
-    def _load_one(self, name: str, spec: str | None) -> None:
+    def _load_one(self, name: str, spec: str | None) -> str | CorpusInfo:
+        """Loads one claimed corpus: its load note, or its entry in `failed`."""
         raw = "bundled" if spec is None else split_spec(spec)[1]
         try:
             if spec is None:
@@ -159,12 +162,12 @@ class DocsService:
                 source = resolve(spec, self.cache_dir, self.limits, lambda stage: self._stage(name, stage))
                 self._rename(name, source.name, spec)
                 name = source.name
-            self._open(source, lambda stage: self._stage(name, stage))
+            return self._open(source, lambda stage: self._stage(name, stage))
         except CorpusError as exc:
-            self._fail(name, raw, str(exc))
+            return self._fail(name, raw, str(exc))
         except Exception as exc:  # one bad corpus must not keep the others from loading
             log.exception("loading corpus %s", name)
-            self._fail(name, raw, f"unexpected {type(exc).__name__}: {exc}; see the server log")
+            return self._fail(name, raw, f"unexpected {type(exc).__name__}: {exc}; see the server log")
 
     def _stage(self, name: str, stage: str) -> None:
         with self.changed:
@@ -181,6 +184,7 @@ class DocsService:
                 self.loading[name] = self.loading.pop(claimed).model_copy(update={"name": name})
                 self._unnamed.discard(claimed)
                 self._order = [name if n == claimed else n for n in self._order]
+                self._specs[name] = self._specs.pop(claimed)
                 self.changed.notify_all()
             self.spec_names[spec] = name
 
@@ -219,12 +223,35 @@ class DocsService:
 
     def refresh(self, name: str) -> str:
         """Re-scan one loaded corpus and update its index for the files that changed since it opened;
-        when that fails, the previous index stays in use."""
+        when that fails, the previous index stays in use. A corpus that failed to load is loaded again."""
+        with self.changed:
+            spec = self._specs.get(name, False) if name in self.failed else False
+        if spec is not False:
+            return self._retry(name, spec)
         source = self.select(name)[0].source
         try:
             return self._open(source)
         except CorpusError as exc:
             raise DocsError(f"refreshing {source.name} failed: {exc}") from exc
+
+    def refreshable(self, corpus: str | None) -> list[str]:
+        """The corpora `refresh` would take up for a request: the one named, or every loaded corpus and
+        every failed one that can be loaded again."""
+        with self.changed:
+            if corpus and corpus in self.failed and corpus in self._specs:
+                return [corpus]
+            again = [] if corpus else [name for name in self.failed if name in self._specs]
+        return [c.name for c in self.select(corpus)] + again
+
+    def _retry(self, name: str, spec: str | None) -> str:
+        with self.changed:
+            info = self.failed.pop(name)
+            self.loading[name] = info.model_copy(update={"status": "loading", "stage": "opening", "error": None})
+            self.changed.notify_all()
+        outcome = self._load_one(name, spec)
+        if isinstance(outcome, CorpusInfo):
+            raise DocsError(f"loading {name} failed again: {outcome.error}")
+        return outcome
 
     def load_in_background(self) -> threading.Thread:
         """For a long-lived server: once loaded, what is in memory (the SDK, indexes) is frozen out of the
@@ -238,14 +265,14 @@ class DocsService:
         thread.start()
         return thread
 
-    def _fail(self, name: str, source: str, message: str) -> None:
+    def _fail(self, name: str, source: str, message: str) -> CorpusInfo:
         log.error("corpus %s not loaded: %s", name, message)
+        info = CorpusInfo(name=name, version="", source=source, documents=0, sections=0, status="failed", error=message)
         with self.changed:
             self.loading.pop(name, None)
-            self.failed[name] = CorpusInfo(
-                name=name, version="", source=source, documents=0, sections=0, status="failed", error=message
-            )
+            self.failed[name] = info
             self.changed.notify_all()
+        return info
 
     @property
     def failures(self) -> dict[str, str]:

@@ -102,9 +102,9 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False))
     async def refresh_docs(ctx: Context, corpus: CorpusArg = None) -> Annotated[CallToolResult, CorporaResult]:
         """Re-index documentation files changed since the server started (only the changed files are
-        re-read), reporting progress per corpus."""
+        re-read) and load again the corpora that failed to load, reporting progress per corpus."""
         try:
-            names = await when_loaded(docs, ctx, lambda: [c.name for c in docs.select(corpus)])
+            names = await when_loaded(docs, ctx, lambda: docs.refreshable(corpus))
             for done, name in enumerate(names, 1):
                 note = await when_loaded(docs, None, lambda name=name: docs.refresh(name))
                 await ctx.report_progress(done, len(names), note)
