@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import write_corpus
 
-from lodestar.docs.analysis import QUESTION_WORDS, analyzer, query_terms, query_words
+from lodestar.docs.analysis import QUESTION_WORDS, analyzer, identifier_key, query_terms, query_words
 from lodestar.docs.service import DocsService
 
 
@@ -86,9 +86,36 @@ def test_question_words_are_dropped_from_queries() -> None:
     assert query_words("What is the maxSteps option?") == ["maxSteps", "option"]
 
 
-def test_a_query_of_only_question_words_keeps_them() -> None:
+def test_a_query_of_only_common_words_keeps_its_words_but_has_no_terms() -> None:
+    """The searcher lists the corpus's entry pages for it (test_ranking)."""
     assert query_words("how do I") == ["how", "do", "I"]
-    assert query_terms("How do I?") == ["how", "do", "i"]
+    assert query_words("what is this") == ["what", "is", "this"]
+    assert query_terms("How do I?") == query_terms("what is it") == query_terms("the and or") == []
+
+
+def test_query_words_keep_dotted_and_hyphenated_names_whole() -> None:
+    assert query_words("How do I set --save-exact or call run.resume()?") == ["set", "save-exact", "call", "run.resume"]
+    assert query_terms("save-exact") == ["save", "exact"]
+
+
+@pytest.mark.parametrize(
+    ("word", "key"),
+    [
+        ("save-exact", "save-exact"),
+        ("--save-exact", "save-exact"),
+        ("`maxRetries`", "maxRetries"),
+        ("Agent.generate()", "Agent.generate"),
+        ("AI_RetryError", "AI_RetryError"),
+        ("PIIDetector", "PIIDetector"),
+        ("_auth", "_auth"),
+        ("memory", None),
+        ("RAG", None),
+        ("v1", None),
+        ("Working memory", None),
+    ],
+)
+def test_identifier_keys_are_exact_code_names(word: str, key: str | None) -> None:
+    assert identifier_key(word) == key
 
 
 def test_question_words_are_lowercase_words() -> None:

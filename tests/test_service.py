@@ -258,8 +258,7 @@ def test_query_without_hits_is_empty_not_an_error(service: DocsService) -> None:
     assert result.hits == []
     assert result.total == 0
     assert result.suggestion is None
-    assert service.search("").hits == []
-    assert service.search("the and of").hits == []
+    assert service.search("").hits == []  # a query of only common words lists entry pages (test_ranking)
 
 
 NASTY = [

@@ -17,6 +17,10 @@ from whoosh.analysis import STOP_WORDS, Analyzer, Token
 from whoosh.lang.porter2 import stem
 
 _WORD = re.compile(r"\w+", re.U)
+# A query word keeps the dots and hyphens inside it (`Agent.generate`, `save-exact`): whole, it can match a heading
+# that names a section (identifier_key); the analyzer still splits it into words.
+_QUERY_WORD = re.compile(r"\w+(?:[.-]\w+)*", re.U)
+_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*(?:[.-][\w$]+)*", re.U)
 
 # Words that carry no meaning in a question typed into a docs search box.
 QUESTION_WORDS = frozenset(
@@ -126,16 +130,43 @@ def analyzer() -> DocsAnalyzer:
 
 
 def query_words(text: str) -> list[str]:
-    """The query's words, question words dropped unless nothing else is left."""
-    words = _WORD.findall(text)
-    kept = [w for w in words if w.lower() not in QUESTION_WORDS]
+    """The query's words, question and stop words dropped unless nothing else is left."""
+    words = _QUERY_WORD.findall(text)
+    kept = [w for w in words if not common(w)]
     return kept or words
 
 
+def common(word: str) -> bool:
+    """A word that says nothing about what a docs query looks for."""
+    lowered = word.lower()
+    return lowered in QUESTION_WORDS or lowered in STOP_WORDS
+
+
 def query_terms(text: str) -> list[str]:
-    """Distinct index terms of a query."""
-    terms = [t.text for t in analyzer()(" ".join(query_words(text)), mode="query")]
+    """Distinct index terms of a query's words that are not common; none when every word is."""
+    words = [w for w in query_words(text) if not common(w)]
+    terms = [t.text for t in analyzer()(" ".join(words), mode="query")]
     return list(dict.fromkeys(terms))
+
+
+def identifier_key(word: str) -> str | None:
+    """How a code name is matched whole and exactly (case too: `WorkingMemory` is not `workingMemory`), by a query
+    word and by a heading that names it: without the backticks, leading dashes or dots and trailing `()` around it.
+    None for a plain word (`memory`, `RAG`, `v1`): only a name with a dot, hyphen or underscore inside, or in
+    camel case, is precise enough for that."""
+    name = word.strip("`*").lstrip("-.").removesuffix("()")
+    if not _IDENTIFIER.fullmatch(name):
+        return None
+    camel = not name[1:].isupper() and any(c.isupper() for c in name[1:]) and any(c.islower() for c in name)
+    if not (camel or set(name) & {".", "-", "_"}):
+        return None
+    return name
+
+
+def query_identifiers(text: str) -> list[str]:
+    """Distinct identifier keys among a query's words."""
+    keys = (identifier_key(w) for w in _QUERY_WORD.findall(text))
+    return list(dict.fromkeys(k for k in keys if k))
 
 
 def correctable(word: str) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from whoosh import index as whoosh_index
 from whoosh.codec import whoosh3
-from whoosh.fields import ID, STORED, TEXT, Schema
+from whoosh.fields import ID, KEYWORD, STORED, TEXT, Schema
 
 from lodestar import __version__
 from lodestar.docs.analysis import analyzer
@@ -37,7 +37,7 @@ from lodestar.docs.sources import CorpusSource, read_text
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = f"4/{__version__}"  # analysis may change between releases: rebuild on upgrade
+SCHEMA_VERSION = f"5/{__version__}"  # analysis may change between releases: rebuild on upgrade
 MANIFEST = "manifest.json"
 
 
@@ -91,6 +91,7 @@ def schema() -> Schema:
         body=TEXT(analyzer=text, phrase=False, stored=True, spelling=True),
         code=TEXT(analyzer=text, phrase=False),
         pathtext=TEXT(analyzer=text, phrase=False),
+        names=KEYWORD(),  # identifier keys (analysis.identifier_key) of the headings that are code names
     )
 
 
@@ -360,6 +361,7 @@ def _add_sections(writer: object, path: str, page: Page) -> None:
             body=section.text,
             code=section.code_text,
             pathtext=pathtext,
+            names=" ".join(section.names),
         )
 
 

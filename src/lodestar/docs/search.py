@@ -12,6 +12,7 @@ import re
 import threading
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -22,13 +23,20 @@ from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3LeafMatcher, _lenfield
 from whoosh.scoring import BM25F
 from whoosh.util.numeric import byte_to_length
 
-from lodestar.docs.analysis import analyzer, query_terms
+from lodestar.docs.analysis import analyzer, query_identifiers, query_terms, query_words
 from lodestar.docs.index import OpenedIndex
 from lodestar.docs.limits import DocsLimits
 from lodestar.docs.lru import LRU
 
 K1, B = 1.2, 0.75
 FIELD_BOOSTS = {"title": 3.0, "headings": 2.0, "pathtext": 1.5, "body": 1.0, "code": 0.5}
+# Pages in these folders retell the reference for learners (Mastra's docs ship a 100-page course): their scores
+# are scaled down, so they follow the page they copy instead of crowding it out.
+COPY_FOLDERS = frozenset("course courses tutorial tutorials example examples cookbook cookbooks".split())
+COPY_FACTOR = 0.5
+# A query of only common words ("what is this") lists the corpus's entry pages: these names first, then by depth.
+ENTRY_NAMES = ("index", "readme", "overview", "introduction", "intro", "getting-started")
+_ORDER_PREFIX = re.compile(r"^\d+[-_.]")  # 01-overview.md
 SNIPPET_CHARS = 240
 SNIPPET_SCAN_CHARS = 32_000  # analysed for one snippet at most
 SNIPPET_SPANS = 200  # matches weighed for the best window
@@ -79,6 +87,9 @@ class CorpusSearcher:
         self.corrections: LRU[tuple[int, int, str] | None] = LRU(limits.spelling_cache_entries, lambda _: 1)
         self.spelling_words: list[str] | None = None  # read at the first lookup
         self.doc_paths: list[str] = list(self.reader.column_reader("path"))
+        copies = {p for p in set(self.doc_paths) if COPY_FOLDERS.intersection(p.split("/")[:-1])}
+        self.copies = {doc for doc, path in enumerate(self.doc_paths) if path in copies}
+        self.entry_scores: dict[int, float] | None = None  # made at the first query of only common words
         self.field_lengths: dict[tuple[int, str], list[int]] = {}
         for leaf, _ in self.reader.leaf_readers():  # loaded now, on the loading thread, not by the first query
             for field in FIELD_BOOSTS:
@@ -91,7 +102,11 @@ class CorpusSearcher:
         """Best section per page for the top `pages` pages."""
         with self.lock:
             terms = query_terms(text)
-            scores = self._score(terms)
+            if terms:
+                scores = self._score(terms)
+                self._favour_definitions(scores, query_identifiers(text))
+            else:
+                scores = self._entry_pages() if query_words(text) else {}
             if path_prefix:
                 paths = self.doc_paths
                 scores = {d: s for d, s in scores.items() if paths[d].startswith(path_prefix)}
@@ -116,6 +131,52 @@ class CorpusSearcher:
         share = 1 / len(terms)
         return {doc: score * (matched[doc] * share) ** 2 for doc, score in total.items()}
 
+    def _favour_definitions(self, scores: dict[int, float], keys: list[str]) -> None:
+        """Lift the sections named by a code name of the query (`maxRetries`, `save-exact`, `AI_RetryError`)
+        above the pages that only mention it, however long the section or often the others repeat the name:
+        each name adds the top score over the query's names to a named section, which first takes its page's
+        best score (a long options list scores low on its own)."""
+        if not keys or not scores:
+            return
+        bonus = max(scores.values()) / len(keys)
+        extra: dict[int, float] = {}
+        for key in keys:
+            for doc in self._postings("names", key):
+                if doc in scores:
+                    extra[doc] = extra.get(doc, 0.0) + bonus
+        for doc, added in extra.items():
+            scores[doc] = self._page_best(scores, doc) + added
+
+    def _page_best(self, scores: dict[int, float], doc: int) -> float:
+        """The best score among the sections of doc's page (they are stored next to each other)."""
+        paths, path = self.doc_paths, self.doc_paths[doc]
+        best, last = scores[doc], len(paths) - 1
+        for step in (-1, 1):
+            near = doc + step
+            while 0 <= near <= last and paths[near] == path:
+                best = max(best, scores.get(near, 0.0))
+                near += step
+        return best
+
+    def _postings(self, field: str, term: str) -> Iterator[int]:
+        """Live sections holding a term."""
+        for leaf, offset in self.reader.leaf_readers():
+            if (field, term) in leaf:
+                deleted = leaf.deleted_docs_set
+                for ids, _ in _posting_blocks(leaf, field, term):
+                    yield from (doc + offset for doc in ids if not (deleted and doc in deleted))
+
+    def _entry_pages(self) -> dict[int, float]:
+        """First sections of every page, scored by how much each looks like a way into the corpus."""
+        if self.entry_scores is None:
+            first: dict[str, int] = {}
+            for doc, path in enumerate(self.doc_paths):
+                if path not in first and not self.reader.is_deleted(doc):
+                    first[path] = doc
+            ranked = _entry_order(list(first))
+            self.entry_scores = {first[path]: 1 / (rank + 1) for rank, path in enumerate(ranked)}
+        return dict(self.entry_scores)
+
     def _term_scores(self, term: str) -> TermScores:
         """(sections, scores) of one term in two arrays: 12 bytes a posting, where a dict takes 130."""
         cached = self.term_cache.get(term)
@@ -124,6 +185,8 @@ class CorpusSearcher:
         scores: dict[int, float] = {}
         for field, boost in FIELD_BOOSTS.items():
             self._add_field_scores(scores, field, term, boost)
+        for doc in self.copies.intersection(scores):
+            scores[doc] *= COPY_FACTOR
         found = (array("i", scores), array("d", scores.values()))
         if scores:  # a word the index lacks costs a few term lookups to score again: not worth memory
             self.term_cache.put(term, found)
@@ -217,6 +280,14 @@ class CorpusSearcher:
     def _freq(self, word: str) -> int:
         term = next((t.text for t in analyzer()(word, mode="query")), word)
         return sum(self.reader.doc_frequency(field, term) for field in FIELD_BOOSTS)
+
+
+def _entry_order(paths: list[str]) -> list[str]:
+    """Pages named like an entry (index, overview...) first, then the shallower, then those heading a family of
+    pages (`npm.md` before `npm-install.md` and its siblings), then by path."""
+    stems = {path: _ORDER_PREFIX.sub("", path.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()) for path in paths}
+    families = Counter(stem.split("-", 1)[0] for stem in stems.values() if "-" in stem)
+    return sorted(paths, key=lambda p: (stems[p] not in ENTRY_NAMES, p.count("/"), -families[stems[p]], p))
 
 
 class _WordCursor:

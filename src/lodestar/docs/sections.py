@@ -16,6 +16,7 @@ from functools import cache
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from lodestar.docs.analysis import identifier_key
 from lodestar.docs.models import Heading
 
 MAX_LEVEL = 3
@@ -46,6 +47,7 @@ class Section:
     end: int
     body: list[str] = field(default_factory=list)
     code: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # identifier keys of its headings that are code names
 
     @property
     def text(self) -> str:
@@ -170,6 +172,7 @@ def parse_page(text: str, fallback_title: str) -> Page:
             current.end = start
             sections.append(Section(heading, level, anchors(heading), list(trail), start, len(text)))
         elif token.type == "inline" and tokens[index - 1].type == "heading_open":
+            _add_names(current.names, token.content.strip())
             if tokens[index - 1].tag not in _SECTION_TAGS:
                 current.body.append(_inline_text(token))
         elif token.type == "inline":
@@ -191,6 +194,18 @@ def parse_page(text: str, fallback_title: str) -> Page:
     if description:
         sections[0].body.insert(0, description)
     return Page(title=title, description=description, sections=sections)
+
+
+def _add_names(names: list[str], heading: str) -> None:
+    """A heading (the section's, or an h4-h6 inside it) that is a code name, `maxRetries`, `save-exact`,
+    `AI_RetryError`, `Agent.streamUntilIdle()`, names the section; a dotted one names it by its last part too.
+    Names only in lists, tables or bold (`**options.maxSteps**`) were tried and left out: on the judged
+    queries they lift the many pages that list an option above the one that explains it."""
+    key = identifier_key(heading)
+    if key:
+        for part in dict.fromkeys((key, key.rsplit(".", 1)[-1])):
+            if part not in names:
+                names.append(part)
 
 
 def _add_inline(section: Section, token: Token) -> None:
