@@ -250,7 +250,7 @@ def test_no_suggestion_for_words_another_corpus_knows(service: DocsService, quer
 
 def test_suggestion_uses_the_closest_word_of_any_corpus(service: DocsService) -> None:
     assert service.search("semantc recal").suggestion == "semantic recal"  # 'recal' is the stem of 'recall'
-    assert service.search("serch the indx", corpus="lodestar").suggestion == "search the index"
+    assert service.search("seerch the indx", corpus="lodestar").suggestion == "search the index"
 
 
 def test_query_without_hits_is_empty_not_an_error(service: DocsService) -> None:
