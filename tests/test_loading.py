@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import anyio
@@ -14,7 +15,7 @@ from conftest import make_tgz, npm_on_path, write_corpus
 from mcp.types import TextContent
 from test_stdio import connect
 
-from lodestar.docs.errors import CorpusLoading
+from lodestar.docs.errors import CorpusLoading, DocsError
 from lodestar.docs.service import DocsService
 
 pytestmark = pytest.mark.anyio
@@ -176,3 +177,16 @@ async def test_refresh_docs_loads_a_failed_corpus_again(tmp_path: Path, cache_di
         found = await client.call_tool("search_docs", {"query": "threads", "corpus": "late"})
     assert not found.is_error and found.structured_content is not None
     assert found.structured_content["hits"][0]["path"] == "docs/agents/memory.md"
+
+
+def test_requests_before_loading_are_an_error_and_loading_twice_is_refused(cache_dir: Path) -> None:
+    docs = DocsService([], cache_dir)
+    with pytest.raises(DocsError, match=r"not loaded: call load\(\) or load_in_background\(\) first"):
+        docs.search("corpus")
+    frozen = threading.Event()
+    docs.load_in_background(then=frozen.set)
+    assert docs.started and "lodestar" in (docs.loading.keys() | docs.corpora.keys())  # listed before it returns
+    assert docs.search("corpus").hits  # waits for the opening corpus instead of finding none
+    assert frozen.wait(30)
+    with pytest.raises(RuntimeError, match="already loaded or loading"):
+        docs.load()

@@ -7,7 +7,6 @@ indexes) can run on a background thread so a server answers `initialize` before 
 from __future__ import annotations
 
 import difflib
-import gc
 import logging
 import re
 import threading
@@ -107,6 +106,7 @@ class DocsService:
         self.changed = threading.Condition()  # notified whenever a corpus changes state
         self._unnamed: set[str] = set()  # loading corpora listed under their spec: their name is not known yet
         self._started = time.monotonic()
+        self._claimed = False  # load() or load_in_background() was called
         self._order: list[str] = []  # corpus names in the order given
         self._specs: dict[str, str | None] = {}  # corpus name -> its spec (None: bundled), to load it again
         self.load_notes: list[str] = []
@@ -117,8 +117,29 @@ class DocsService:
 
     def load(self) -> None:
         """Load every corpus, side by side; a failing one is logged and listed with its error."""
+        self._load(self._claim())
+
+    def load_in_background(self, then: Callable[[], None] | None = None) -> threading.Thread:
+        """Load on a thread, calling `then` once every corpus is ready or failed. The corpora are listed as
+        loading before this returns, so a request made at once waits for them rather than finding none."""
+        claims = self._claim()
+
+        def load() -> None:
+            self._load(claims)
+            if then is not None:
+                then()
+
+        thread = threading.Thread(target=load, name="lodestar-docs-load", daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def started(self) -> bool:
+        """Whether load() or load_in_background() was called."""
+        return self._claimed
+
+    def _load(self, claims: list[tuple[str, str | None]]) -> None:
         try:
-            claims = self._claim()
             if claims:
                 with ThreadPoolExecutor(min(LOAD_THREADS, len(claims)), thread_name_prefix="lodestar-load") as pool:
                     list(pool.map(lambda claim: self._load_one(*claim), claims))
@@ -143,6 +164,10 @@ class DocsService:
                 continue
             claims.append((name, spec))
         with self.changed:
+            if self._claimed:
+                raise RuntimeError("this DocsService is already loaded or loading: call load() once")
+            self._claimed = True
+            self._started = time.monotonic()
             self._order = [name for name, _ in claims]
             self._specs = dict(claims)
             for name, spec in claims:
@@ -252,18 +277,6 @@ class DocsService:
         if isinstance(outcome, CorpusInfo):
             raise DocsError(f"loading {name} failed again: {outcome.error}")
         return outcome
-
-    def load_in_background(self) -> threading.Thread:
-        """For a long-lived server: once loaded, what is in memory (the SDK, indexes) is frozen out of the
-        garbage collector's full passes, which otherwise stall every request for tens of milliseconds."""
-
-        def load_and_freeze() -> None:
-            self.load()
-            gc.freeze()
-
-        thread = threading.Thread(target=load_and_freeze, name="lodestar-docs-load", daemon=True)
-        thread.start()
-        return thread
 
     def _fail(self, name: str, source: str, message: str) -> CorpusInfo:
         log.error("corpus %s not loaded: %s", name, message)
@@ -455,6 +468,8 @@ class DocsService:
         CorpusLoading."""
         self._settle({name} if name else None)
         with self.changed:
+            if not self._claimed:
+                raise DocsError("the corpora are not loaded: call load() or load_in_background() first")
             if not name:
                 if not self.corpora and self.loading:
                     raise self._still_loading(list(self.loading))
