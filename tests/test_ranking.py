@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import write_corpus
+from conftest import PAGES, write_corpus
 
 from lodestar.docs.sections import parse_page
 from lodestar.docs.service import DocsService
@@ -97,3 +97,12 @@ def test_headings_that_are_code_names_name_their_section() -> None:
         ["AI_RetryError"],
         [],
     ]
+
+
+def test_entry_pages_for_common_words_say_why(tmp_path: Path) -> None:
+    service = DocsService([str(write_corpus(tmp_path / "corpus", PAGES))], tmp_path / "cache", bundled=False)
+    service.load()
+    common, plain = service.search("what is this"), service.search("memory threads")
+    service.close()
+    assert common.hits and any(note.startswith("the query has only common words") for note in common.notes)
+    assert plain.hits and plain.notes == []

@@ -310,6 +310,9 @@ class DocsService:
         text = " ".join(corrected.get(w.lower(), w) for w in words)
         ranked, total, terms = _ranked(selected, text, prefix or None, offset + limit)
         hits = [self._hit(r, terms) for r in ranked[offset:]]
+        if hits and not terms:
+            notes.append("the query has only common words, so these are entry pages (overviews, introductions);"
+                         " add a word for the subject to search for it")  # fmt: skip
         unavailable = [] if corpus else self._unavailable(notes)
         if offset and not hits and total:
             pages = "1 page matches" if total == 1 else f"{total} pages match"
