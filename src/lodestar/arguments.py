@@ -49,6 +49,8 @@ def _problem(error: ErrorDetails, properties: dict[str, Any]) -> str:
     got = _shown(error.get("input"))
     if kind == "missing":
         return f"{field} is required"
+    if kind == "value_error":  # a validator's own message, without pydantic's "Value error, " in front
+        return str((error.get("ctx") or {}).get("error") or error["msg"])
     if kind in KINDS:
         return f"{field} must be {KINDS[kind]}, got {got}"
     if kind in BOUNDS:

@@ -123,7 +123,9 @@ def _common(default: object, corpus_help: str) -> argparse.ArgumentParser:
         action="store_true",
         help="leave out Lodestar's own documentation, the 'lodestar' corpus (env LODESTAR_NO_BUNDLED)",
     )
-    common.add_argument("--app", action="append", dest="apps", metavar="MODULE:ATTR", help="serve an app's agents")
+    common.add_argument(
+        "--app", action="append", dest="apps", metavar="MODULE:ATTR", help="serve an app's agents (not available yet)"
+    )
     common.add_argument(
         "--cache-dir", help="index cache folder (default: the user cache directory; env LODESTAR_CACHE_DIR)"
     )
@@ -171,8 +173,10 @@ def _parser() -> tuple[argparse.ArgumentParser, frozenset[str]]:
         epilog=SERVE_EXAMPLES,
         **layout,
     )
-    serve.add_argument("--model", help="model id for the built-in agent, e.g. openai/gpt-5-mini (env LODESTAR_MODEL)")
-    serve.add_argument("--no-builtin-agents", action="store_true", help="do not serve the built-in agents")
+    serve.add_argument("--model", help="model id for served agents (not available yet)")
+    serve.add_argument(
+        "--no-builtin-agents", action="store_true", help="do not serve the built-in agents (not available yet)"
+    )
     http = serve.add_argument_group("HTTP")
     http.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio (env LODESTAR_HTTP)")
     http.add_argument("--host", help="address to listen on (default 127.0.0.1; env LODESTAR_HOST)")
@@ -348,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     # Our level applies to our loggers; libraries (markdown-it logs every rule at DEBUG) stay at WARNING.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lodestar").setLevel(settings.log_level)
+    _check_not_yet(args_list, settings)
     try:
         if args.command == "serve":
             _check_http_flags(args_list, settings)
@@ -377,6 +382,22 @@ def _check_http_flags(argv: list[str], settings: Settings) -> None:
         _usage_error(
             f"{names} only {verb} when serving over HTTP: add --http (or set LODESTAR_HTTP=1), "
             f"or leave {'it' if len(given) == 1 else 'them'} out to serve over stdio"
+        )
+
+
+NOT_YET = ("--app", "--model", "--no-builtin-agents")
+
+
+def _check_not_yet(argv: list[str], settings: Settings) -> None:
+    """Flags for serving agents over MCP, which is not built yet: taking them in silence would leave a user
+    waiting for agents that never appear."""
+    given = [flag for flag in NOT_YET if any(t == flag or t.startswith(flag + "=") for t in argv)]
+    if settings.apps and "--app" not in given:
+        given.insert(0, "LODESTAR_APPS")
+    if given:
+        _usage_error(
+            f"{given[0]} is not available yet: serving agents over MCP is still being built, so it would do "
+            "nothing; leave it out (the agent runtime works from Python today: from lodestar import Agent)"
         )
 
 

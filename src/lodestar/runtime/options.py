@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..arguments import argument_problems
 from .memory import ThreadArg
 from .models.base import ModelSettings
 
@@ -33,6 +34,19 @@ class RunOptions(BaseModel):
     sampler: Any = Field(None, description="the MCP client's sampler, for the `sampling` model")
     max_idle_ms: int = Field(300_000, ge=0, description="stream_until_idle: longest wait for background tasks")
 
+    @field_validator("max_idle_ms")
+    @classmethod
+    def _not_yet(cls, value: int) -> int:
+        """Only validated when given: waiting for background tasks comes with them."""
+        raise ValueError(
+            "max_idle_ms is not available yet: background tasks are still being built, so there is nothing to "
+            "wait for; leave it out"
+        )
+
     @classmethod
     def merge(cls, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> RunOptions:
-        return cls.model_validate({**defaults, **{k: v for k, v in given.items() if v is not None}})
+        try:
+            return cls.model_validate({**defaults, **{k: v for k, v in given.items() if v is not None}})
+        except ValidationError as exc:
+            properties: dict[str, Any] = {key: {} for key in cls.model_fields}  # names for "did you mean"
+            raise ValueError(f"invalid run options: {argument_problems(exc.errors(), properties)}") from None
