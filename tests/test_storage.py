@@ -10,7 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from lodestar.storage import SQLiteStorage, Storage, StoredMessage, Thread, default_db_path
+from lodestar.storage import SQLiteStorage, Storage, StoredMessage, Thread, ThreadStore, default_db_path
+from lodestar.storage.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +39,7 @@ def ids(items: list[Thread] | list[StoredMessage]) -> list[str]:
 
 
 async def test_is_a_storage(storage: SQLiteStorage) -> None:
-    assert isinstance(storage, Storage)
+    assert isinstance(storage, Storage) and isinstance(storage, ThreadStore)
     assert "lodestar.db" in repr(storage)
 
 
@@ -169,25 +170,7 @@ async def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     await store.save_thread(thread("t1"))
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
-    await store.close()
-
-
-async def test_newer_schema_refused(tmp_path: Path) -> None:
-    path = tmp_path / "future.db"
-    raw = sqlite3.connect(path)
-    raw.execute("PRAGMA user_version=99")
-    raw.close()
-
-    store = SQLiteStorage(path)
-    with pytest.raises(RuntimeError, match=r"newer Lodestar \(schema 99 > 1\); upgrade Lodestar") as info:
-        await store.list_threads()
-    assert str(path) in str(info.value)
-    with pytest.raises(RuntimeError, match="newer Lodestar"):  # it stays refused, no half-open connection
-        await store.get_thread("x")
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 99
-        assert raw.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall() == []
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     await store.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..storage import Storage, Thread
+from ..storage import Thread, ThreadStore
 from .messages import Message, from_stored, new_id, to_stored
 
 
@@ -17,25 +17,25 @@ ThreadArg = str | Mapping[str, Any] | None
 
 
 class Memory:
-    """Conversation memory over a `Storage`.
+    """Conversation memory over a `ThreadStore`.
 
     `last_messages` is how many earlier messages of a thread a run sees. Without a storage of its own,
     a memory uses its app's storage once the agent joins a `Lodestar` app.
     """
 
-    def __init__(self, storage: Storage | None = None, *, last_messages: int = 20) -> None:
+    def __init__(self, storage: ThreadStore | None = None, *, last_messages: int = 20) -> None:
         if last_messages < 0:
             raise ValueError(f"last_messages must be 0 or more, got {last_messages}")
         self._storage = storage
         self.last_messages = last_messages
 
-    def bind(self, storage: Storage) -> None:
+    def bind(self, storage: ThreadStore) -> None:
         """Give a storage-less memory the app's storage."""
         if self._storage is None:
             self._storage = storage
 
     @property
-    def storage(self) -> Storage:
+    def storage(self) -> ThreadStore:
         if self._storage is None:
             raise ThreadError("this memory has no storage: pass Memory(SQLiteStorage(path)) or add the agent to an app")
         return self._storage

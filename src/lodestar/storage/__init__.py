@@ -6,11 +6,11 @@ import os
 import sys
 from pathlib import Path
 
-from .base import Storage
+from .base import Storage, ThreadStore
 from .models import StoredMessage, Thread
 from .sqlite import SQLiteStorage
 
-__all__ = ["SQLiteStorage", "Storage", "StoredMessage", "Thread", "default_db_path"]
+__all__ = ["SQLiteStorage", "Storage", "StoredMessage", "Thread", "ThreadStore", "default_db_path"]
 
 
 def default_db_path() -> Path:

@@ -1,4 +1,9 @@
-"""The storage protocol: narrow, so a PostgreSQL implementation can follow the SQLite one."""
+"""The storage protocols: narrow, so a PostgreSQL implementation can follow the SQLite one.
+
+Each kind of record has a store protocol of its own (threads and their messages today; background
+tasks will sit beside them), and `Storage` is what an app holds: every store in one object, closed once.
+Every write is committed before its method returns.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from .models import StoredMessage, Thread
 
 
 @runtime_checkable
-class Storage(Protocol):
+class ThreadStore(Protocol):
+    """Threads and their messages: all that memory needs."""
+
     async def get_thread(self, thread_id: str) -> Thread | None: ...
 
     async def create_thread(self, thread: Thread) -> Thread:
@@ -16,7 +23,7 @@ class Storage(Protocol):
         ...
 
     async def save_thread(self, thread: Thread) -> Thread:
-        """Insert or update; returns the stored thread."""
+        """Insert or update, keeping the first `created_at`; returns the stored thread."""
         ...
 
     async def list_threads(self, resource_id: str | None = None, *, limit: int = 50, offset: int = 0) -> list[Thread]:
@@ -28,11 +35,17 @@ class Storage(Protocol):
         ...
 
     async def add_messages(self, thread_id: str, messages: list[StoredMessage]) -> None:
-        """Appends in order and touches the thread's `updated_at`, in one transaction."""
+        """Appends to an existing thread in order and touches its `updated_at`, in one transaction.
+        A message whose id the thread already holds is skipped, so a retried save adds nothing twice."""
         ...
 
     async def list_messages(self, thread_id: str, *, last: int | None = None) -> list[StoredMessage]:
         """Oldest first; `last` keeps only the newest N."""
         ...
+
+
+@runtime_checkable
+class Storage(ThreadStore, Protocol):
+    """What a `Lodestar` app holds and closes: the stores of every kind, over one database."""
 
     async def close(self) -> None: ...
