@@ -1,7 +1,8 @@
 """Benchmark the docs side of Lodestar: index build, cached open, stdio start-up, search latency, memory.
 
     uv run python scripts/bench_docs.py [--corpus SPEC ...] [--rounds 5] [--quick]
-    uv run python scripts/bench_docs.py --startup-only --no-bundled --cache-dir /tmp/benchcache --spawns 20
+    uv run python scripts/bench_docs.py --startup-only --no-bundled --cache-dir /tmp/benchcache --spawns 20 \
+        [--baseline /path/to/a/checkout/of/main]
 
 Runs for the bundled corpus and for each `--corpus` spec (default: the Mastra docs package), each in a
 fresh temporary cache folder, so the first load of an npm corpus fetches the package with our own `npm:`
@@ -19,7 +20,8 @@ What is measured, per corpus:
   lodestar and spawn to the first `mastraDocs` answer (a folder without an index page plus query keywords, which
   makes it scan every page for the keywords) for `node <@mastra/mcp-docs-server>/dist/stdio.js`, the version of
   the corpus, installed once with `npm install` into the work folder so npx's resolution is not measured. Spawns
-  alternate with the other two servers; the ratio row is lodestar's median (p95) over Mastra's.
+  alternate with the other two servers; the ratio row is lodestar's median (p95) over Mastra's. With --baseline,
+  another source tree's server joins the alternation, for a before/after within one run.
 - search in-process: `DocsService.search(q, limit=8, corpus=NAME)` (snippets included) over every query;
   the first pass runs on a freshly opened service (cold term cache), the steady state is the median over
   the following rounds of each round's median and p95.
@@ -383,26 +385,24 @@ class Stdio:
         self.work = work
         self.errlog = open(work / "server-stderr.log", "a", encoding="utf-8")  # noqa: SIM115
 
-    def client(self, args: list[str], command: str = sys.executable) -> Any:
+    def client(self, args: list[str], command: str = sys.executable, env: dict[str, str] | None = None) -> Any:
         from mcp import Client, StdioServerParameters
         from mcp.client.stdio import stdio_client
 
-        params = StdioServerParameters(command=command, args=args, cwd=str(self.work))
+        params = StdioServerParameters(command=command, args=args, cwd=str(self.work), env=env)
         return Client(stdio_client(params, errlog=self.errlog), mode="legacy")
 
-    async def spawn_once(
-        self, args: list[str], probe: Probe | None, command: str = sys.executable
-    ) -> tuple[float, float, float | None]:
+    async def spawn_once(self, server: Server) -> tuple[float, float, float | None]:
         """Seconds from spawn to `initialize` answered, to the first `tools/list` answered and to the answer
         of the probe tool call that follows it (as a client would: initialize, list the tools, call one)."""
         t0 = time.perf_counter()
-        async with self.client(args, command) as client:
+        async with self.client(server.args, server.command, server.env) as client:
             t_init = time.perf_counter() - t0
             await client.list_tools()
             t_list = time.perf_counter() - t0
             t_search = None
-            if probe is not None:
-                tool, arguments = probe
+            if server.probe is not None:
+                tool, arguments = server.probe
                 result = await client.call_tool(tool, arguments)
                 t_search = time.perf_counter() - t0
                 check(result, f"{tool}({arguments})")
@@ -448,6 +448,7 @@ class Server:
     command: str
     args: list[str]
     probe: Probe | None
+    env: dict[str, str] | None = None  # added to the few variables the SDK's stdio client passes on
     times: list[tuple[float, float, float | None]] = field(default_factory=list)
 
     def column(self, idx: int) -> list[float]:
@@ -455,33 +456,38 @@ class Server:
 
 
 async def bench_startup(
-    stdio: Stdio, spec: str | None, cache: Path, name: str, spawns: int, bare: Path, report: Report
+    stdio: Stdio, spec: str | None, cache: Path, name: str, args: argparse.Namespace, report: Report
 ) -> None:
-    ours = Server(
-        "lodestar", sys.executable, our_args(spec, cache), ("search_docs", {"query": PROBE_QUERY, "corpus": name})
-    )
+    bare = stdio.work / "bare_server.py"
+    bare.write_text(BARE_SERVER, "utf-8")
+    probe = ("search_docs", {"query": PROBE_QUERY, "corpus": name})
+    ours = Server("lodestar", sys.executable, our_args(spec, cache), probe)
     base = Server("bare MCPServer", sys.executable, [str(bare)], None)
-    servers = [ours, base]
+    others: list[tuple[Server, str | None]] = []  # compared with ours: (server, target key of the answer ratio)
+    if args.baseline:
+        env = {"PYTHONPATH": str(args.baseline.resolve() / "src")}
+        others.append((Server(f"lodestar at {args.baseline}", sys.executable, ours.args, probe, env), None))
     mastra = install_mastra(spec, stdio.work)
     if mastra is not None:
-        servers.append(Server("Mastra's server", "node", [str(mastra)], MASTRA_PROBE))
+        others.append((Server("Mastra's server", "node", [str(mastra)], MASTRA_PROBE), "first answer vs Mastra"))
+    servers = [ours, base, *(server for server, _ in others)]
     for server in servers:  # one unmeasured spawn each: page cache, .pyc files
-        await stdio.spawn_once(server.args, server.probe, server.command)
-    for i in range(spawns):  # alternating, so that load from other processes falls on each alike
+        await stdio.spawn_once(server)
+    for i in range(args.spawns):  # alternating, so that load from other processes falls on each alike
         for server in servers:
-            server.times.append(await stdio.spawn_once(server.args, server.probe, server.command))
+            server.times.append(await stdio.spawn_once(server))
         log.info(
             "%s: spawn %d/%d: %s",
             name,
             i + 1,
-            spawns,
+            args.spawns,
             "; ".join(
                 f"{s.label} init {ms(s.times[-1][0]):.0f} / list {ms(s.times[-1][1]):.0f}"
                 + (f" / first answer {ms(s.times[-1][2] or 0):.0f} ms" if s.probe else " ms")
                 for s in servers
             ),
         )
-    n = str(spawns)
+    n = str(args.spawns)
     for label, idx in (("initialize", 0), ("first tools/list", 1)):
         o, b = ours.column(idx), base.column(idx)
         report.add(name, f"spawn to {label}, lodestar", *med_p95(o), "ms", n)
@@ -496,27 +502,26 @@ async def bench_startup(
             "start-up overhead",
             note="paired differences",
         )
-    first = med_p95(ours.column(2))
-    report.add(name, "spawn to first search_docs answer, lodestar (cached index)", *first, "ms", n)
-    if mastra is not None:
-        compare_mastra(ours, servers[-1], name, report)
+    report.add(name, "spawn to first search_docs answer, lodestar (cached index)", *med_p95(ours.column(2)), "ms", n)
+    for other, target in others:
+        compare(ours, other, name, report, target)
 
 
-def compare_mastra(ours: Server, mastra: Server, name: str, report: Report) -> None:
-    """Mastra's times beside ours; the ratio rows divide our median (p95) by Mastra's."""
+def compare(ours: Server, other: Server, name: str, report: Report, target: str | None) -> None:
+    """Another server's times beside ours; the ratio rows divide our median (p95) by its."""
     n = str(len(ours.times))
     for label, idx in (("initialize", 0), ("first answer", 2)):
-        mine, theirs = med_p95(ours.column(idx)), med_p95(mastra.column(idx))
-        what = f"first {MASTRA_PROBE[0]} answer" if idx == 2 else label
-        report.add(name, f"spawn to {what}, Mastra's server", *theirs, "ms", n)
+        mine, theirs = med_p95(ours.column(idx)), med_p95(other.column(idx))
+        what = f"first {other.probe[0]} answer" if idx == 2 and other.probe else label
+        report.add(name, f"spawn to {what}, {other.label}", *theirs, "ms", n)
         report.add(
             name,
-            f"spawn to {label}: lodestar / Mastra",
+            f"spawn to {label}: lodestar / {other.label}",
             mine[0] / theirs[0],
             mine[1] / theirs[1],
             "x",
             n,
-            "first answer vs Mastra" if idx == 2 else None,
+            target if idx == 2 else None,
             note="ratio of medians (p95s)",
         )
 
@@ -710,12 +715,10 @@ async def bench_corpus(spec: str | None, args: argparse.Namespace, queries: list
                 f"{label} in-process search",
                 lambda: bench_search_inprocess(spec, cache, name, queries, args.rounds, report),
             )
-        bare = work / "bare_server.py"
-        bare.write_text(BARE_SERVER, "utf-8")
         stdio = Stdio(work)
         try:
             t0 = time.perf_counter()
-            await bench_startup(stdio, spec, cache, name, args.spawns, bare, report)
+            await bench_startup(stdio, spec, cache, name, args, report)
             log.info("[%s start-up took %.1f s]", label, time.perf_counter() - t0)
             if not args.startup_only:
                 t0 = time.perf_counter()
@@ -745,6 +748,13 @@ def main() -> None:
         "--startup-only",
         action="store_true",
         help="only the stdio start-up rows (spawn to initialize, tools/list, first answer; Mastra's server beside)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="another source tree (holding src/lodestar, e.g. a `git worktree` of main): its server is spawned too, "
+        "alternating, and compared at start-up",
     )
     parser.add_argument(
         "--cache-dir", type=Path, help="a warm cache folder to use (e.g. a previous run's), instead of building anew"
