@@ -427,19 +427,20 @@ def install_mastra(spec: str | None, work: Path) -> Path | None:
     package = source.removeprefix("npm:")
     folder = work / "mastra-server"
     log.info("installing %s into %s with npm", package, folder)
-    subprocess.run(
-        ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--loglevel=error", package],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    try:
+        subprocess.run(
+            ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--loglevel=error", package],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log.warning("no comparison with Mastra's server: installing or running it failed (%s)", exc)
+        return None
     root = folder / "node_modules" / MASTRA_PACKAGE
     manifest = json.loads((root / "package.json").read_text("utf-8"))
-    log.info("%s %s installed; node %s", MASTRA_PACKAGE, manifest["version"], node_version())
+    log.info("%s %s installed; node %s", MASTRA_PACKAGE, manifest["version"], node)
     return root / next(iter(manifest["bin"].values()))
-
-
-def node_version() -> str:
-    return subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
 @dataclass
