@@ -1,6 +1,8 @@
 """Benchmark the docs side of Lodestar: index build, cached open, stdio start-up, search latency, memory.
 
     uv run python scripts/bench_docs.py [--corpus SPEC ...] [--rounds 5] [--quick]
+    uv run python scripts/bench_docs.py --startup-only --no-bundled --cache-dir /tmp/benchcache --spawns 20 \
+        [--baseline /path/to/a/checkout/of/main]
 
 Runs for the bundled corpus and for each `--corpus` spec (default: the Mastra docs package), each in a
 fresh temporary cache folder, so the first load of an npm corpus fetches the package with our own `npm:`
@@ -14,6 +16,12 @@ What is measured, per corpus:
 - start-up over stdio with the real `mcp.Client(mode="legacy")`: spawn to `initialize` answered and to the
   first `tools/list` answered, for `python -m lodestar` (warm cache) and for a bare MCPServer with one
   trivial tool; spawns alternate between the two. Overhead = the median (and p95) of the paired differences.
+- first answer against Mastra's own server (Mastra corpus only): spawn to the first `search_docs` answer for
+  lodestar and spawn to the first `mastraDocs` answer (a folder without an index page plus query keywords, which
+  makes it scan every page for the keywords) for `node <@mastra/mcp-docs-server>/dist/stdio.js`, the version of
+  the corpus, installed once with `npm install` into the work folder so npx's resolution is not measured. Spawns
+  alternate with the other two servers; the ratio row is lodestar's median (p95) over Mastra's. With --baseline,
+  another source tree's server joins the alternation, for a before/after within one run.
 - search in-process: `DocsService.search(q, limit=8, corpus=NAME)` (snippets included) over every query;
   the first pass runs on a freshly opened service (cold term cache), the steady state is the median over
   the following rounds of each round's median and p95.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import multiprocessing
 import os
@@ -37,6 +46,7 @@ import resource
 import shutil
 import statistics
 import string
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -48,12 +58,17 @@ from typing import Any
 
 from lodestar.docs.index import index_dir, open_index
 from lodestar.docs.service import BUNDLED, DocsService
+from lodestar.docs.sources import split_spec
 
 log = logging.getLogger("bench_docs")
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CORPUS = "mastra=npm:@mastra/mcp-docs-server@1.2.27"
 DEFAULT_QUERIES = HERE / "bench_queries.txt"
+MASTRA_PACKAGE = "@mastra/mcp-docs-server"
+PROBE_QUERY = "agent memory"
+# Mastra's equivalent of a search: keywords over a folder without an index page scan every page's lines
+MASTRA_PROBE = ("mastraDocs", {"paths": ["docs/memory"], "queryKeywords": PROBE_QUERY.split()})
 
 BARE_SERVER = textwrap.dedent(
     """
@@ -77,6 +92,7 @@ BARE_SERVER = textwrap.dedent(
 TARGETS = {
     "full build": ("<= 10 s", lambda med, p95: med <= 10),
     "start-up overhead": ("<= 100 ms", lambda med, p95: med <= 100),
+    "first answer vs Mastra": ("<= 1.00x", lambda med, p95: med <= 1),
     "search in-process, steady": ("med <= 5 ms, p95 <= 25 ms", lambda med, p95: med <= 5 and p95 <= 25),
     "peak RSS": ("<= 150 MB", lambda med, p95: med <= 150),
 }
@@ -146,6 +162,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.2f} s"
     if unit == "MB":
         return f"{value:.0f} MB"
+    if unit == "x":
+        return f"{value:.2f}x"
     return f"{value:g} {unit}"
 
 
@@ -359,68 +377,120 @@ def our_args(spec: str | None, cache: Path) -> list[str]:
     return [*args, "--cache-dir", str(cache)]
 
 
+Probe = tuple[str, dict[str, Any]]  # a tool and its arguments
+
+
 class Stdio:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.errlog = open(work / "server-stderr.log", "a", encoding="utf-8")  # noqa: SIM115
 
-    def client(self, args: list[str]) -> Any:
+    def client(self, args: list[str], command: str = sys.executable, env: dict[str, str] | None = None) -> Any:
         from mcp import Client, StdioServerParameters
         from mcp.client.stdio import stdio_client
 
-        params = StdioServerParameters(command=sys.executable, args=args, cwd=str(self.work))
+        params = StdioServerParameters(command=command, args=args, cwd=str(self.work), env=env)
         return Client(stdio_client(params, errlog=self.errlog), mode="legacy")
 
-    async def spawn_once(self, args: list[str], search: dict[str, Any] | None) -> tuple[float, float, float | None]:
+    async def spawn_once(self, server: Server) -> tuple[float, float, float | None]:
+        """Seconds from spawn to `initialize` answered, to the first `tools/list` answered and to the answer
+        of the probe tool call that follows it (as a client would: initialize, list the tools, call one)."""
         t0 = time.perf_counter()
-        async with self.client(args) as client:
+        async with self.client(server.args, server.command, server.env) as client:
             t_init = time.perf_counter() - t0
             await client.list_tools()
             t_list = time.perf_counter() - t0
             t_search = None
-            if search is not None:
-                result = await client.call_tool("search_docs", search)
+            if server.probe is not None:
+                tool, arguments = server.probe
+                result = await client.call_tool(tool, arguments)
                 t_search = time.perf_counter() - t0
-                check(result, search["query"])
+                check(result, f"{tool}({arguments})")
         return t_init, t_list, t_search
 
     def close(self) -> None:
         self.errlog.close()
 
 
-def check(result: Any, query: str) -> None:
-    if result.is_error:
-        text = result.content[0].text if result.content else ""
-        raise SystemExit(f"bench_docs: search_docs({query!r}) failed: {text}")
+def check(result: Any, call: str) -> None:
+    if result.is_error or not result.content:
+        text = result.content[0].text if result.content else "no content"
+        raise SystemExit(f"bench_docs: {call} failed: {text}")
+
+
+def install_mastra(spec: str | None, work: Path) -> Path | None:
+    """For the Mastra corpus: Mastra's own docs server of the same version, installed with npm into `work` (so
+    its start-up is measured without npx resolving the package), as the path of its stdio script."""
+    source = split_spec(spec)[1] if spec else ""
+    if not source.startswith(f"npm:{MASTRA_PACKAGE}"):
+        return None
+    package = source.removeprefix("npm:")
+    folder = work / "mastra-server"
+    log.info("installing %s into %s with npm", package, folder)
+    try:
+        subprocess.run(
+            ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--loglevel=error", package],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        log.warning("no comparison with Mastra's server: installing or running it failed (%s)", exc)
+        return None
+    root = folder / "node_modules" / MASTRA_PACKAGE
+    manifest = json.loads((root / "package.json").read_text("utf-8"))
+    log.info("%s %s installed; node %s", MASTRA_PACKAGE, manifest["version"], node)
+    return root / next(iter(manifest["bin"].values()))
+
+
+@dataclass
+class Server:
+    label: str
+    command: str
+    args: list[str]
+    probe: Probe | None
+    env: dict[str, str] | None = None  # added to the few variables the SDK's stdio client passes on
+    times: list[tuple[float, float, float | None]] = field(default_factory=list)
+
+    def column(self, idx: int) -> list[float]:
+        return [ms(t[idx] or 0) for t in self.times]
 
 
 async def bench_startup(
-    stdio: Stdio, spec: str | None, cache: Path, name: str, spawns: int, bare: Path, report: Report
+    stdio: Stdio, spec: str | None, cache: Path, name: str, args: argparse.Namespace, report: Report
 ) -> None:
-    ours_args, bare_args = our_args(spec, cache), [str(bare)]
-    probe = {"query": "agent memory", "corpus": name}
-    # one unmeasured spawn each: page cache, .pyc files
-    await stdio.spawn_once(ours_args, probe)
-    await stdio.spawn_once(bare_args, None)
-    ours, base = [], []
-    for i in range(spawns):
-        ours.append(await stdio.spawn_once(ours_args, probe))
-        base.append(await stdio.spawn_once(bare_args, None))
+    bare = stdio.work / "bare_server.py"
+    bare.write_text(BARE_SERVER, "utf-8")
+    probe = ("search_docs", {"query": PROBE_QUERY, "corpus": name})
+    ours = Server("lodestar", sys.executable, our_args(spec, cache), probe)
+    base = Server("bare MCPServer", sys.executable, [str(bare)], None)
+    others: list[tuple[Server, str | None]] = []  # compared with ours: (server, target key of the answer ratio)
+    if args.baseline:
+        env = {"PYTHONPATH": str(args.baseline.resolve() / "src")}
+        others.append((Server(f"lodestar at {args.baseline}", sys.executable, ours.args, probe, env), None))
+    mastra = install_mastra(spec, stdio.work)
+    if mastra is not None:
+        others.append((Server("Mastra's server", "node", [str(mastra)], MASTRA_PROBE), "first answer vs Mastra"))
+    servers = [ours, base, *(server for server, _ in others)]
+    for server in servers:  # one unmeasured spawn each: page cache, .pyc files
+        await stdio.spawn_once(server)
+    for i in range(args.spawns):  # alternating, so that load from other processes falls on each alike
+        for server in servers:
+            server.times.append(await stdio.spawn_once(server))
         log.info(
-            "%s: spawn %d/%d: ours init %.0f / list %.0f / first search %.0f ms; bare init %.0f / list %.0f ms",
+            "%s: spawn %d/%d: %s",
             name,
             i + 1,
-            spawns,
-            ms(ours[-1][0]),
-            ms(ours[-1][1]),
-            ms(ours[-1][2] or 0),
-            ms(base[-1][0]),
-            ms(base[-1][1]),
+            args.spawns,
+            "; ".join(
+                f"{s.label} init {ms(s.times[-1][0]):.0f} / list {ms(s.times[-1][1]):.0f}"
+                + (f" / first answer {ms(s.times[-1][2] or 0):.0f} ms" if s.probe else " ms")
+                for s in servers
+            ),
         )
-    n = str(spawns)
+    n = str(args.spawns)
     for label, idx in (("initialize", 0), ("first tools/list", 1)):
-        o = [ms(x[idx]) for x in ours]
-        b = [ms(x[idx]) for x in base]
+        o, b = ours.column(idx), base.column(idx)
         report.add(name, f"spawn to {label}, lodestar", *med_p95(o), "ms", n)
         report.add(name, f"spawn to {label}, bare MCPServer", *med_p95(b), "ms", n)
         diffs = [a - c for a, c in zip(o, b, strict=True)]
@@ -433,13 +503,28 @@ async def bench_startup(
             "start-up overhead",
             note="paired differences",
         )
-    report.add(
-        name,
-        "spawn to first search_docs answer, lodestar (cached index)",
-        *med_p95([ms(x[2] or 0) for x in ours]),
-        "ms",
-        n,
-    )
+    report.add(name, "spawn to first search_docs answer, lodestar (cached index)", *med_p95(ours.column(2)), "ms", n)
+    for other, target in others:
+        compare(ours, other, name, report, target)
+
+
+def compare(ours: Server, other: Server, name: str, report: Report, target: str | None) -> None:
+    """Another server's times beside ours; the ratio rows divide our median (p95) by its."""
+    n = str(len(ours.times))
+    for label, idx in (("initialize", 0), ("first answer", 2)):
+        mine, theirs = med_p95(ours.column(idx)), med_p95(other.column(idx))
+        what = f"first {other.probe[0]} answer" if idx == 2 and other.probe else label
+        report.add(name, f"spawn to {what}, {other.label}", *theirs, "ms", n)
+        report.add(
+            name,
+            f"spawn to {label}: lodestar / {other.label}",
+            mine[0] / theirs[0],
+            mine[1] / theirs[1],
+            "x",
+            n,
+            target if idx == 2 else None,
+            note="ratio of medians (p95s)",
+        )
 
 
 async def search_pass(client: Any, name: str, queries: list[str]) -> list[float]:
@@ -448,7 +533,7 @@ async def search_pass(client: Any, name: str, queries: list[str]) -> list[float]
         t0 = time.perf_counter()
         result = await client.call_tool("search_docs", {"query": query, "corpus": name})
         times.append(ms(time.perf_counter() - t0))
-        check(result, query)
+        check(result, f"search_docs({query!r})")
     return times
 
 
@@ -464,9 +549,9 @@ async def bench_stdio_search(
     t0 = time.perf_counter()
     async with stdio.client(our_args(spec, build_cache)) as client:
         pid = server_pid(before)
-        result = await client.call_tool("search_docs", {"query": "agent memory", "corpus": name})
+        result = await client.call_tool("search_docs", {"query": PROBE_QUERY, "corpus": name})
         first = time.perf_counter() - t0
-        check(result, "agent memory")
+        check(result, f"search_docs({PROBE_QUERY!r})")
         await search_pass(client, name, queries)
         hwm = vm_hwm_mb(pid) if pid else None
     report.add(name, "server: spawn to first search, index built in the server", first, None, "s", "1")
@@ -481,7 +566,7 @@ async def bench_stdio_search(
     before = set(child_pids())
     async with stdio.client(our_args(spec, warm_cache)) as client:
         pid = server_pid(before)
-        await client.call_tool("search_docs", {"query": "agent memory", "corpus": name})
+        await client.call_tool("search_docs", {"query": PROBE_QUERY, "corpus": name})
         cold = await search_pass(client, name, queries)
         warm = await search_pass(client, name, queries)
         hwm = vm_hwm_mb(pid) if pid else None
@@ -607,27 +692,39 @@ def timed(label: str, fn: Callable[[], Any]) -> Any:
         log.info("[%s took %.1f s]", label, time.perf_counter() - t0)
 
 
+def warm_cache(spec: str | None, cache: Path) -> tuple[Path, str]:
+    """A cache folder given with --cache-dir: loaded once here (building what is missing), not measured."""
+    service = make_service(spec, cache)
+    name = corpus_name(service, spec)
+    log.info("%s: using the cache in %s (%s)", name, cache, "; ".join(service.load_notes))
+    service.close()
+    return cache, name
+
+
 async def bench_corpus(spec: str | None, args: argparse.Namespace, queries: list[str], report: Report) -> None:
     label = spec or "bundled"
     with tempfile.TemporaryDirectory(prefix="lodestar-bench-") as tmp:
         work = Path(tmp)
         log.info("=== %s (work dir %s)", label, work)
-        cache, name = timed(f"{label} builds", lambda: bench_build(spec, work, args.builds, report))
-        timed(f"{label} cached open", lambda: bench_cached_open(spec, cache, name, args.opens, report))
-        timed(
-            f"{label} in-process search",
-            lambda: bench_search_inprocess(spec, cache, name, queries, args.rounds, report),
-        )
-        bare = work / "bare_server.py"
-        bare.write_text(BARE_SERVER, "utf-8")
+        if args.cache_dir:
+            cache, name = warm_cache(spec, args.cache_dir)
+        else:
+            cache, name = timed(f"{label} builds", lambda: bench_build(spec, work, args.builds, report))
+        if not args.startup_only:
+            timed(f"{label} cached open", lambda: bench_cached_open(spec, cache, name, args.opens, report))
+            timed(
+                f"{label} in-process search",
+                lambda: bench_search_inprocess(spec, cache, name, queries, args.rounds, report),
+            )
         stdio = Stdio(work)
         try:
             t0 = time.perf_counter()
-            await bench_startup(stdio, spec, cache, name, args.spawns, bare, report)
+            await bench_startup(stdio, spec, cache, name, args, report)
             log.info("[%s start-up took %.1f s]", label, time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            await bench_stdio_search(stdio, spec, cache, name, queries[: args.stdio_queries], report)
-            log.info("[%s stdio search took %.1f s]", label, time.perf_counter() - t0)
+            if not args.startup_only:
+                t0 = time.perf_counter()
+                await bench_stdio_search(stdio, spec, cache, name, queries[: args.stdio_queries], report)
+                log.info("[%s stdio search took %.1f s]", label, time.perf_counter() - t0)
         except BaseException:
             stdio.close()
             log.error("server stderr (tail):\n%s", (work / "server-stderr.log").read_text()[-3000:])
@@ -647,7 +744,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="in-process search passes (first one cold)")
     parser.add_argument("--builds", type=int, default=3, help="full builds per corpus")
     parser.add_argument("--opens", type=int, default=5, help="cached opens per corpus")
-    parser.add_argument("--spawns", type=int, default=10, help="stdio spawns per server")
+    parser.add_argument("--spawns", type=int, default=15, help="stdio spawns per server")
+    parser.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only the stdio start-up rows (spawn to initialize, tools/list, first answer; Mastra's server beside)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="another source tree (holding src/lodestar, e.g. a `git worktree` of main): its server is spawned too, "
+        "alternating, and compared at start-up",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, help="a warm cache folder to use (e.g. a previous run's), instead of building anew"
+    )
     parser.add_argument("--stdio-queries", type=int, default=10_000, help="at most this many queries over stdio")
     parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES, help="one query per line")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 build, 2 rounds, 3 spawns, 60 queries")
@@ -677,17 +789,18 @@ def main() -> None:
     report = Report()
     for spec in specs:
         asyncio.run(bench_corpus(spec, args, queries, report))
-    timed("huge page read", lambda: bench_read(report))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    report.add(
-        "all",
-        "ru_maxrss of this benchmark process",
-        rss,
-        None,
-        "MB",
-        "1",
-        note="in-process: every build, open and search above",
-    )
+    if not args.startup_only:
+        timed("huge page read", lambda: bench_read(report))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        report.add(
+            "all",
+            "ru_maxrss of this benchmark process",
+            rss,
+            None,
+            "MB",
+            "1",
+            note="in-process: every build, open and search above",
+        )
     log.info("total %.1f s", time.perf_counter() - started)
     sys.stdout.write(f"\n{report.markdown()}\n")
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from whoosh import index as whoosh_index
@@ -32,8 +33,10 @@ from lodestar.docs.errors import CorpusError
 from lodestar.docs.limits import DocsLimits
 from lodestar.docs.progress import Progress
 from lodestar.docs.scan import scan
-from lodestar.docs.sections import Page, Section, parse_page
 from lodestar.docs.sources import CorpusSource, read_text
+
+if TYPE_CHECKING:  # sections imports markdown-it, which only indexing needs: opening a cached index does not
+    from lodestar.docs.sections import Page
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +345,8 @@ def _read_sha(root: Path, path: str, max_page_bytes: int) -> str | None:
 
 def _parse(path: str, text: str) -> Page:
     """A page the markdown parser chokes on is still indexed, as one section of plain text."""
+    from lodestar.docs.sections import Page, Section, parse_page
+
     title = _title_from_path(path)
     try:
         return parse_page(text, fallback_title=title)

@@ -20,6 +20,7 @@ from typing import Any
 
 from whoosh.codec.base import Automata
 from whoosh.codec.whoosh3 import LENGTHS_COLUMN, W3LeafMatcher, _lenfield
+from whoosh.columns import NumericColumn
 from whoosh.scoring import BM25F
 from whoosh.util.numeric import byte_to_length
 
@@ -218,7 +219,7 @@ class CorpusSearcher:
         if lengths is None:
             # The whole length column at once: per-document lookups cost 60 ms on a 9,000-section corpus.
             column = leaf._perdoc._cached_reader(_lenfield(field), LENGTHS_COLUMN)
-            lengths = [_BYTE_LENGTHS[b] for b in column.load()] if column else [0] * leaf.doc_count_all()
+            lengths = [_BYTE_LENGTHS[b] for b in _length_bytes(column)] if column else [0] * leaf.doc_count_all()
             self.field_lengths[key] = lengths
         return lengths
 
@@ -301,6 +302,14 @@ class _WordCursor:
 
     def find(self, word: str) -> None:
         self.at = bisect_left(self.words, word, self.at)
+
+
+def _length_bytes(column: Any) -> Sequence[int]:
+    """A length column in one read: Whoosh's `load` unpacks it byte by byte, which took 40 ms of opening the
+    Mastra docs (on the way to a server's first answer). Sections past the column's end have length 0, as in `load`."""
+    if isinstance(column, NumericColumn.Reader) and column._typecode == "B":
+        return column._dbfile.get(column._basepos, column._count) + bytes(column._doccount - column._count)
+    return column.load()
 
 
 def _posting_blocks(leaf: Any, field: str, term: str) -> Iterator[tuple[Sequence[int], Sequence[float]]]:
