@@ -15,7 +15,7 @@ from typing import Any, Literal
 import anyio
 import pytest
 from llm_servers import Fail, LLMServer, Turn, Wire
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from test_agent_runs import collect, model_for
 
 from lodestar import Agent
@@ -550,12 +550,26 @@ async def test_structured_output_with_a_non_object_root_works_under_openai_stric
         assert definition["additionalProperties"] is False and definition["required"] == ["title", "year"]
 
 
-async def test_a_schema_strict_mode_cannot_express_is_sent_without_strict(openai_server: LLMServer) -> None:
-    openai_server.script(Turn(text='{"dune": 1965}'))
+class Tagged(BaseModel):
+    tags: set[str]
+    code: str = Field(min_length=2)
 
-    result = await Agent("a", model=model_for(openai_server)).generate("years", structured_output=dict[str, int])
 
-    assert result.object == {"dune": 1965}
+NOT_STRICT: list[tuple[Any, str, Any]] = [
+    (dict[str, int], '{"dune": 1965}', {"dune": 1965}),  # free keys: additionalProperties is a schema
+    (Tagged, '{"tags": ["a"], "code": "xy"}', Tagged(tags={"a"}, code="xy")),  # uniqueItems, minLength
+]
+
+
+@pytest.mark.parametrize(("schema", "answer", "expected"), NOT_STRICT)
+async def test_a_schema_strict_mode_cannot_express_is_sent_without_strict(
+    schema: Any, answer: str, expected: Any, openai_server: LLMServer
+) -> None:
+    openai_server.script(Turn(text=answer))
+
+    result = await Agent("a", model=model_for(openai_server)).generate("say it", structured_output=schema)
+
+    assert result.object == expected
     assert "strict" not in openai_server.requests[0].body["response_format"]["json_schema"]
 
 

@@ -99,8 +99,8 @@ def _wrap(schema: dict[str, Any], key: str) -> dict[str, Any]:
 def strict_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
     """The schema under OpenAI's strict rules (as openai-python's to_strict_json_schema makes them): an object
     root, every object closed to extra properties and requiring all of its properties, no siblings beside
-    a `$ref`. None when the schema cannot follow them: a dict with free keys, a `oneOf`, a recursive `$ref`
-    with siblings."""
+    a `$ref`. None when the schema cannot follow them: a dict with free keys, a keyword strict mode refuses,
+    a recursive `$ref` with siblings."""
     if schema.get("type") != "object":
         return None
     try:
@@ -113,8 +113,28 @@ class _NotStrict(Exception):
     pass
 
 
+# Keywords strict mode refuses (pydantic writes some: min_length, set[...], tuples, discriminated unions).
+_NOT_IN_STRICT = frozenset(
+    {
+        "patternProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "unevaluatedProperties",
+        "minLength",
+        "maxLength",
+        "uniqueItems",
+        "prefixItems",
+        "contains",
+        "oneOf",
+        "not",
+        "if",
+    }
+)
+
+
 def _strict(node: dict[str, Any], root: dict[str, Any], inlining: frozenset[str]) -> dict[str, Any]:
-    if "patternProperties" in node or "oneOf" in node or node.get("additionalProperties") not in (None, False):
+    if _NOT_IN_STRICT & node.keys() or node.get("additionalProperties") not in (None, False):
         raise _NotStrict
     ref = node.get("$ref")
     if isinstance(ref, str) and len(node) > 1:  # inline what the $ref names; the node's own keys win
@@ -135,7 +155,7 @@ def _strict(node: dict[str, Any], root: dict[str, Any], inlining: frozenset[str]
     for key in ("properties", "$defs"):
         if isinstance(node.get(key), dict):
             node[key] = {name: _strict(value, root, inlining) for name, value in node[key].items()}
-    for key in ("anyOf", "allOf", "prefixItems"):
+    for key in ("anyOf", "allOf"):
         if isinstance(node.get(key), list):
             node[key] = [_strict(value, root, inlining) for value in node[key]]
     if isinstance(node.get("items"), dict):
