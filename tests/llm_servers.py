@@ -41,7 +41,7 @@ class Turn:
 
 @dataclass
 class Fail:
-    """An HTTP error answer."""
+    """An HTTP error answer: a JSON body, or a str body sent as text/html (a proxy's error page)."""
 
     status: int
     body: Any = None
@@ -60,7 +60,23 @@ class Raw:
     payloads: list[dict[str, Any] | str]
 
 
-Answer = Turn | Fail | Stall | Raw
+@dataclass
+class Wire:
+    """A text/event-stream body sent exactly as given, piece by piece, as a provider's bytes were recorded.
+
+    Each piece goes out as its own body chunk, so a piece may end inside an event, a line or a UTF-8
+    character. With `cut`, the server drops the connection after the last piece instead of ending the body.
+    """
+
+    pieces: list[str | bytes]
+    cut: bool = False
+
+
+class ConnectionDropped(Exception):
+    """Raised inside a response body: the server closes the connection without ending the body."""
+
+
+Answer = Turn | Fail | Stall | Raw | Wire
 Scripted = Answer | Callable[[dict[str, Any]], Answer]
 
 
@@ -202,6 +218,8 @@ class LLMServer:
         body = await request.json()
         self.requests.append(Received(request.url.path, dict(request.headers), body))
         answer = self._next(body)
+        if isinstance(answer, Fail) and isinstance(answer.body, str):
+            return Response(answer.body, answer.status, answer.headers, media_type="text/html")
         if isinstance(answer, Fail):
             default = {"error": {"type": "api_error", "message": f"scripted failure: HTTP {answer.status}"}}
             return JSONResponse(answer.body or default, answer.status, answer.headers)
@@ -209,6 +227,8 @@ class LLMServer:
             assert self._release is not None
             await self._release.wait()
             return JSONResponse({"error": {"message": "stalled request released"}}, 503)
+        if isinstance(answer, Wire):
+            return StreamingResponse(self._wire(answer), media_type="text/event-stream")
         payloads = answer.payloads if isinstance(answer, Raw) else self.dialect.render(answer, body)
         return StreamingResponse(self._sse(payloads), media_type="text/event-stream")
 
@@ -218,6 +238,12 @@ class LLMServer:
             return Fail(500, {"error": {"type": "api_error", "message": message}})
         answer = self._queue.popleft()
         return answer(body) if callable(answer) else answer
+
+    async def _wire(self, answer: Wire) -> AsyncIterator[bytes]:
+        for piece in answer.pieces:
+            yield piece.encode() if isinstance(piece, str) else piece
+        if answer.cut:
+            raise ConnectionDropped("the test server drops the connection mid-body, as scripted")
 
     async def _sse(self, payloads: list[dict[str, Any] | str]) -> AsyncIterator[str]:
         for payload in payloads:

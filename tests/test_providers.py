@@ -33,7 +33,7 @@ from lodestar.runtime.models.base import (
     ToolCallStart,
     ToolSpec,
 )
-from lodestar.runtime.models.http import HttpOptions, retry_delay
+from lodestar.runtime.models.http import HttpOptions, parse_retry_after, retry_delay
 from lodestar.runtime.models.openai import OpenAIModel
 from lodestar.runtime.usage import Usage
 
@@ -198,13 +198,14 @@ async def test_openai_omits_tools_and_unset_settings(openai_server: LLMServer) -
     assert with_tools["tool_choice"] == "required"
 
 
-async def test_openai_error_inside_the_stream(openai_server: LLMServer) -> None:
-    openai_server.script(Raw([{"error": {"message": "the model is overloaded", "type": "server_error"}}]))
+async def test_openai_error_inside_the_stream_after_content_is_final(openai_server: LLMServer) -> None:
+    shown = {"choices": [{"index": 0, "delta": {"content": "Half an"}, "finish_reason": None}]}
+    openai_server.script(Raw([shown, {"error": {"message": "the model is overloaded", "type": "server_error"}}]))
 
     error = await failure(openai_model(openai_server))
 
-    assert error.provider == "openai" and "the model is overloaded" in str(error)
-    assert len(openai_server.requests) == 1
+    assert error.provider == "openai" and "the model is overloaded" in str(error) and "(server_error)" in str(error)
+    assert error.retryable and len(openai_server.requests) == 1  # not retried: the caller has seen "Half an"
 
 
 async def test_openai_stream_cut_before_the_end(openai_server: LLMServer) -> None:
@@ -478,13 +479,17 @@ async def test_anthropic_tells_tool_turns_as_text_when_the_request_has_no_tools(
     ]
 
 
-async def test_anthropic_error_event(anthropic_server: LLMServer) -> None:
+async def test_anthropic_error_event_after_content_is_final(anthropic_server: LLMServer) -> None:
     error_event = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    anthropic_server.script(Raw([{"type": "message_start", "message": {"usage": {"input_tokens": 1}}}, error_event]))
+    text_block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hal"}}
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 1}}}
+    anthropic_server.script(Raw([start, text_block, delta, error_event]))
 
     error = await failure(anthropic_model(anthropic_server))
 
     assert error.provider == "anthropic" and "Overloaded" in str(error) and error.retryable
+    assert len(anthropic_server.requests) == 1
 
 
 async def test_anthropic_bad_key_fails_at_once(anthropic_server: LLMServer) -> None:
@@ -522,16 +527,16 @@ def test_retry_delay_follows_retry_after_then_jittered_backoff() -> None:
     in_ten_s = format_datetime(datetime.now(UTC) + timedelta(seconds=10), usegmt=True)
     long_ago = format_datetime(datetime.now(UTC) - timedelta(days=1), usegmt=True)
 
-    assert retry_delay(0, "3", options) == 3.0
-    assert 8.0 <= retry_delay(0, in_ten_s, options) <= 10.0
-    assert retry_delay(0, long_ago, options) == 0.0
-    assert retry_delay(0, "3600", options) == 3600.0  # post_stream refuses waits this long
+    assert retry_delay(0, parse_retry_after("3"), options) == 3.0
+    assert 8.0 <= retry_delay(0, parse_retry_after(in_ten_s), options) <= 10.0
+    assert retry_delay(0, parse_retry_after(long_ago), options) == 0.0
+    assert retry_delay(0, parse_retry_after("3600"), options) == 3600.0  # stream_model refuses waits this long
     for attempt in range(8):
         ceiling = min(30, 0.5 * 2**attempt)
         delays = [retry_delay(attempt, None, options) for _ in range(50)]
         assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
         assert len(set(delays)) > 1  # jittered, so concurrent clients do not retry in lockstep
-    assert 0.25 <= retry_delay(0, "soon", options) <= 0.5  # an unreadable Retry-After falls back to backoff
+    assert parse_retry_after("soon") is None  # an unreadable Retry-After falls back to backoff
 
 
 async def test_a_retry_after_longer_than_allowed_fails_at_once(openai_server: LLMServer) -> None:

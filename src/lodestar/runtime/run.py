@@ -23,6 +23,7 @@ from .models.base import (
     ModelError,
     ModelRequest,
     ModelSettings,
+    guarded_stream,
 )
 from .options import RunOptions
 from .processors import ProcessorRunner, TripWire
@@ -229,7 +230,7 @@ class Run:
         answer = Answer(self.run_id, self.emit)
         context = CallContext(run_id=self.run_id, sampler=self.options.sampler)
         try:
-            async for event in model.stream(request, context):
+            async for event in guarded_stream(model, request, context):
                 await answer.read(event)
         except ModelError:
             await answer.close_blocks()

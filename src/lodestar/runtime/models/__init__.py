@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from .base import CallContext, Finish, Model, ModelError, ModelEvent, ModelRequest, ModelSettings, ToolSpec
 
 PROVIDERS = ("openai", "anthropic", "ollama", "sampling", "scripted")
@@ -42,12 +40,9 @@ def resolve_model(spec: str | Model) -> Model:
 
         return OpenAIModel(name)
     if provider == "ollama":
-        from .openai import OpenAIModel
+        from .ollama import ollama_model
 
-        host = os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434")
-        if "://" not in host:
-            host = f"http://{host}"
-        return OpenAIModel(name, base_url=host.rstrip("/") + "/v1", api_key="ollama", provider="ollama")
+        return ollama_model(name)
     if provider == "anthropic":
         from .anthropic import AnthropicModel
 

@@ -16,6 +16,7 @@ from ..messages import (
 )
 from ..usage import Usage
 from .base import (
+    Finish,
     ModelEvent,
     ModelRequest,
     ReasoningDelta,
@@ -134,6 +135,7 @@ class MessageReader:
         "end_turn": "stop",
         "stop_sequence": "stop",
         "max_tokens": "length",
+        "model_context_window_exceeded": "length",
         "tool_use": "tool-calls",
         "refusal": "content-filter",
     }
@@ -146,9 +148,9 @@ class MessageReader:
         self.output_tokens = 0
         self.tool_ids: dict[int, str] = {}
 
-    @property
-    def usage(self) -> Usage:
-        return Usage.of(self.input_tokens, self.output_tokens)
+    def finish(self) -> list[ModelEvent]:
+        reason = self.reasons.get(self.raw_reason or "", "other")
+        return [Finish(reason, self.raw_reason, Usage.of(self.input_tokens, self.output_tokens))]
 
     def read(self, data: str) -> list[ModelEvent]:
         event = parse_json(self.options, data)
@@ -164,7 +166,7 @@ class MessageReader:
                 self._count(event.get("usage") or {})
             case "message_stop":
                 self.ended = True
-            case "error":
+            case "error":  # e.g. overloaded_error, which would be an HTTP 529 outside a stream
                 raise stream_error(self.options, event.get("error"))
         return []  # ping, content_block_stop, and event types added after this was written
 

@@ -23,10 +23,14 @@ class ToolSpec(BaseModel):
 
 
 class ResponseFormat(BaseModel):
-    """Structured output: the JSON schema the final answer must follow."""
+    """Structured output: the JSON schema the final answer must follow.
+
+    `strict` says the schema already meets OpenAI's strict rules (an object root, every property
+    required, no extra properties), so the provider may ask for exact conformance."""
 
     name: str
     schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool = False
     model_config = {"populate_by_name": True}
 
 
@@ -90,16 +94,43 @@ ModelEvent = TextDelta | ReasoningDelta | ReasoningEnd | ToolCallStart | ToolCal
 
 
 class ModelError(Exception):
-    """A provider call failed for good: names the provider, the HTTP status when there was one, and what to do."""
+    """A provider call failed for good: names the provider, the HTTP status when there was one, and what to do.
 
-    def __init__(self, provider: str, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    `retry_after_s` is the wait the server asked for (HTTP Retry-After), when it asked."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.status = status
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
     def payload(self) -> dict[str, Any]:
         return {"message": str(self), "provider": self.provider, "status": self.status}
+
+
+async def guarded_stream(model: Model, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]:
+    """`model.stream`, with any failure raised as a ModelError naming the provider.
+
+    A provider's bug or a surprise in a stream then ends the run with an `error` chunk and
+    `result.error`, like any provider failure, instead of escaping from `generate()` or `stream()`.
+    """
+    try:
+        async for event in model.stream(request, context):
+            yield event
+    except ModelError:
+        raise
+    except Exception as exc:
+        what = f"the model call failed unexpectedly ({type(exc).__name__}: {exc})"
+        raise ModelError(model.provider, what) from exc
 
 
 @runtime_checkable

@@ -7,9 +7,10 @@ import email.utils
 import json
 import os
 import random
+import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -17,11 +18,22 @@ import anyio
 import httpx
 
 from ..._loops import PerLoop
-from ..usage import Usage
-from .base import CallContext, Finish, ModelError, ModelEvent, ModelRequest
+from .base import (
+    CallContext,
+    Finish,
+    ModelError,
+    ModelEvent,
+    ModelRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+)
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
-RETRY_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "server_error", "rate_limit_error"})
+# Error types and codes of errors reported inside a stream: Anthropic's `type`, OpenAI's `type`/`code`.
+RETRY_ERROR_TYPES = frozenset(
+    {"overloaded_error", "api_error", "server_error", "rate_limit_error", "rate_limit_exceeded", "timeout"}
+)
 TRANSIENT_ERRORS = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -29,6 +41,13 @@ TRANSIENT_ERRORS = (
     httpx.ReadError,
     httpx.WriteError,
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_retryable(status: int | None = None, kind: str | None = None) -> bool:
+    """The one rule for what may succeed on a second try: an HTTP refusal's status, or the type or code
+    of an error a provider reported inside its stream (gateways such as OpenRouter use HTTP codes there)."""
+    return status in RETRY_STATUSES or kind in RETRY_ERROR_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +81,16 @@ def shared_client() -> httpx.AsyncClient:
     return client
 
 
-def retry_delay(attempt: int, retry_after: str | None, options: HttpOptions) -> float:
+def retry_delay(attempt: int, retry_after_s: float | None, options: HttpOptions) -> float:
     """The server's Retry-After when it gave one, else exponential backoff with equal jitter."""
-    told = _parse_retry_after(retry_after)
-    if told is not None:
-        return told
+    if retry_after_s is not None:
+        return retry_after_s
     ceiling = min(options.max_backoff_s, options.backoff_s * 2**attempt)
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header, which is a number of seconds or an HTTP date."""
     if not value:
         return None
     try:
@@ -104,7 +123,8 @@ def status_error(options: HttpOptions, response: httpx.Response) -> ModelError:
     message = f"{reason} from {response.request.url}" + (f": {detail}" if detail else "")
     if status in (401, 403) and options.auth_hint:
         message += f". {options.auth_hint}"
-    return ModelError(options.provider, message, status=status, retryable=status in RETRY_STATUSES)
+    wait = parse_retry_after(response.headers.get("retry-after"))
+    return ModelError(options.provider, message, status=status, retryable=is_retryable(status), retry_after_s=wait)
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -122,61 +142,48 @@ def error_message(error: Any) -> str:
     return str(error)[:300]
 
 
-def _transport_error(options: HttpOptions, exc: Exception) -> ModelError:
+def _transport_error(options: HttpOptions, exc: Exception, *, streaming: bool = False) -> ModelError:
     if isinstance(exc, httpx.TimeoutException):
         what = f"no response within {options.timeout_s:g} s from {options.base_url}"
         what += "; raise timeout_s or check the server"
+    elif streaming:
+        what = f"the connection to {options.base_url} broke during the answer ({type(exc).__name__}: {exc})"
     else:
         what = f"cannot reach {options.base_url} ({type(exc).__name__}: {exc}); check the URL and that the server runs"
     return ModelError(options.provider, what, retryable=True)
 
 
 @asynccontextmanager
-async def post_stream(options: HttpOptions, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
-    """POST and hand back a streaming 2xx response, retrying what may succeed on a second try.
-
-    Only failures before the first byte of the body are retried: a stream that broke halfway has
-    already been shown to the caller, so it ends with an error instead of repeating itself.
-    """
+async def open_stream(options: HttpOptions, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+    """POST once and hand back a streaming 2xx response; anything else is a ModelError (retries are the caller's)."""
     client = shared_client()
     url = options.base_url.rstrip("/") + path
     timeout = httpx.Timeout(options.timeout_s, connect=min(options.timeout_s, 15.0))
-    attempt = 0
-    while True:
-        try:
-            request = client.build_request("POST", url, headers=options.headers, json=body, timeout=timeout)
-            response = await client.send(request, stream=True)
-        except (httpx.TimeoutException, *TRANSIENT_ERRORS) as exc:
-            error, delay = _transport_error(options, exc), None
-        else:
-            if response.is_success and _is_event_stream(response):
-                try:
-                    yield response
-                finally:
-                    await response.aclose()
-                return
+    try:
+        request = client.build_request("POST", url, headers=options.headers, json=body, timeout=timeout)
+        response = await client.send(request, stream=True)
+    except (httpx.TimeoutException, *TRANSIENT_ERRORS) as exc:
+        raise _transport_error(options, exc) from exc
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        fix = "the base URL must start with http:// or https://"
+        raise ModelError(options.provider, f"cannot call {url!r} ({exc}): {fix}") from exc
+    try:
+        if not (response.is_success and _is_event_stream(response)):
             try:
                 await response.aread()
             except (httpx.TimeoutException, *TRANSIENT_ERRORS) as exc:
-                error, delay = _transport_error(options, exc), None
-            else:
-                error, delay = status_error(options, response), response.headers.get("retry-after")
-            finally:
-                await response.aclose()
-        wait = retry_delay(attempt, delay, options)
-        too_long = wait > options.max_retry_after_s
-        if not error.retryable or attempt >= options.max_retries or too_long:
-            if attempt:
-                error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
-            if too_long and error.retryable:
-                error.args = (f"{error.args[0]}; the server asked to wait {wait:.0f} s before retrying",)
-            raise error
-        await anyio.sleep(wait)
-        attempt += 1
+                raise _transport_error(options, exc) from exc
+            raise status_error(options, response)
+        yield response
+    finally:
+        await response.aclose()
 
 
 async def sse_events(options: HttpOptions, response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """Server-sent events as (event name, data) pairs; transport failures mid-stream become ModelError."""
+    """Server-sent events as (event name, data) pairs; transport failures mid-stream become ModelError.
+
+    Comment lines (`: OPENROUTER PROCESSING`) and events without data are skipped, as the SSE spec says.
+    """
     event, data = "message", []
     try:
         async for line in response.aiter_lines():
@@ -191,7 +198,7 @@ async def sse_events(options: HttpOptions, response: httpx.Response) -> AsyncIte
         if data:
             yield event, "\n".join(data)
     except (httpx.TimeoutException, *TRANSIENT_ERRORS) as exc:
-        raise _transport_error(options, exc) from exc
+        raise _transport_error(options, exc, streaming=True) from exc
 
 
 def parse_json(options: HttpOptions, data: str) -> dict[str, Any]:
@@ -206,10 +213,18 @@ def parse_json(options: HttpOptions, data: str) -> dict[str, Any]:
 
 
 def stream_error(options: HttpOptions, error: Any) -> ModelError:
-    """An error reported inside a 2xx stream. Not retried here: part of the answer may already be shown."""
-    kind = (error.get("type") or error.get("code")) if isinstance(error, dict) else None
-    message = f"error in the response stream: {error_message(error)}"
-    return ModelError(options.provider, message, retryable=kind in RETRY_ERROR_TYPES)
+    """An error reported inside a 2xx stream, classified for retry like an HTTP error.
+
+    OpenAI sends `{"type": "server_error"}`, Anthropic `{"type": "overloaded_error"}`, OpenRouter
+    `{"code": 502}` or `{"code": "server_error"}`; whichever names the kind goes into the message.
+    """
+    fields = error if isinstance(error, dict) else {}
+    code = fields.get("code")
+    status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else None
+    kind = fields.get("type") or (code if status is None else None)
+    label = kind or status
+    message = "error in the response stream" + (f" ({label})" if label else "") + f": {error_message(error)}"
+    return ModelError(options.provider, message, retryable=is_retryable(status, kind))
 
 
 def env_setting(value: str | None, env_var: str, default: str = "") -> str:
@@ -227,29 +242,130 @@ def require_api_key(options: HttpOptions, api_key: str, env_var: str, default_ur
 class StreamReader(Protocol):
     """One provider's stream format: it turns each SSE data payload into model events."""
 
-    reasons: ClassVar[Mapping[str, str]]  # the provider's finish reasons -> ours
     ended: bool  # the provider's end-of-stream marker arrived
     raw_reason: str | None  # the provider's own finish reason, once it said one
 
-    @property
-    def usage(self) -> Usage: ...
-
     def read(self, data: str) -> Iterable[ModelEvent]: ...
+
+    def finish(self) -> Iterable[ModelEvent]:
+        """What the reader held back until the stream was over, then the one Finish."""
+        ...
 
 
 async def stream_model(
+    options: HttpOptions, path: str, body: dict[str, Any], new_reader: Callable[[], StreamReader]
+) -> AsyncIterator[ModelEvent]:
+    """POST a streaming request and yield its events, ending with exactly one Finish.
+
+    A failure before the model's first event is retried, whether the server refused the request,
+    the connection broke, or the stream reported an error event before any content: the caller has
+    seen nothing yet. After the first event, a failure ends the stream with a ModelError instead of
+    showing the caller the same answer twice.
+    """
+    attempt = 0
+    while True:
+        shown = False
+        try:
+            async with aclosing(_attempt(options, path, body, new_reader())) as events:
+                async for event in events:
+                    shown = True
+                    yield event
+            return
+        except ModelError as error:
+            if shown:
+                raise
+            await anyio.sleep(_retry_wait(error, attempt, options))
+        attempt += 1
+
+
+def _retry_wait(error: ModelError, attempt: int, options: HttpOptions) -> float:
+    """How long to wait before the next attempt, or the error itself when there is to be none."""
+    wait = retry_delay(attempt, error.retry_after_s, options)
+    too_long = wait > options.max_retry_after_s
+    if error.retryable and attempt < options.max_retries and not too_long:
+        return wait
+    if attempt:
+        error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
+    if too_long and error.retryable:
+        error.args = (f"{error.args[0]}; the server asked to wait {wait:.0f} s before retrying",)
+    raise error
+
+
+async def _attempt(
     options: HttpOptions, path: str, body: dict[str, Any], reader: StreamReader
 ) -> AsyncIterator[ModelEvent]:
-    """POST a streaming request and yield its events, then exactly one Finish once the provider is done."""
-    async with post_stream(options, path, body) as response:
-        async for _, data in sse_events(options, response):
-            for event in reader.read(data):
+    chars = WholeChars()
+    try:
+        async with open_stream(options, path, body) as response:
+            async for _, data in sse_events(options, response):
+                for event in chars.filter(_read(options, reader, data)):
+                    yield event
+                if reader.ended:
+                    break
+        if not (reader.ended or reader.raw_reason):
+            raise ModelError(options.provider, "the response stream stopped before the model finished", retryable=True)
+        for event in chars.filter(reader.finish()):
+            yield event
+    except ModelError:
+        raise
+    except Exception as exc:  # a reader's surprise at a stream it did not expect
+        what = f"could not read the response stream ({type(exc).__name__}: {exc})"
+        raise ModelError(options.provider, what) from exc
+
+
+def _read(options: HttpOptions, reader: StreamReader, data: str) -> Iterable[ModelEvent]:
+    """One event's model events, with what the reader did not expect named along with the event."""
+    try:
+        return list(reader.read(data))
+    except ModelError:
+        raise
+    except Exception as exc:
+        what = f"unexpected stream event {data[:120]!r} ({type(exc).__name__}: {exc})"
+        raise ModelError(options.provider, what) from exc
+
+
+class WholeChars:
+    """Rejoins characters a provider split across two events as JSON-escaped surrogate halves
+    (`"\\ud83d"` ending one delta, `"\\ude00"` starting the next): each half alone is not a character.
+
+    A high half ending a delta waits for the next delta of the same block; halves that never pair up
+    become U+FFFD, so the text can always be encoded.
+    """
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[type, str], str] = {}
+
+    def filter(self, events: Iterable[ModelEvent]) -> Iterator[ModelEvent]:
+        for event in events:
+            if isinstance(event, Finish):
+                yield from self._flush()
                 yield event
-            if reader.ended:
-                break
-    if not (reader.ended or reader.raw_reason):
-        raise ModelError(options.provider, "the response stream stopped before the model finished", retryable=True)
-    yield Finish(reader.reasons.get(reader.raw_reason or "", "other"), reader.raw_reason, reader.usage)
+            elif isinstance(event, TextDelta | ReasoningDelta):
+                if text := self._join((type(event), ""), event.text):
+                    yield type(event)(text)
+            elif isinstance(event, ToolCallDelta):
+                if text := self._join((ToolCallDelta, event.id), event.args_text):
+                    yield ToolCallDelta(event.id, text)
+            else:
+                yield event
+
+    def _join(self, key: tuple[type, str], text: str) -> str:
+        text = self.held.pop(key, "") + text
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            self.held[key], text = text[-1], text[:-1]
+        return _paired(text)
+
+    def _flush(self) -> Iterator[ModelEvent]:
+        for (kind, call_id), _ in self.held.items():
+            yield ToolCallDelta(call_id, "\ufffd") if kind is ToolCallDelta else kind("\ufffd")
+        self.held.clear()
+
+
+def _paired(text: str) -> str:
+    """Surrogate pairs as the characters they encode; a lone half as U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class HttpModel:
@@ -305,5 +421,5 @@ class HttpModel:
 
     async def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]:
         require_api_key(self.options, self._api_key, self.key_env, self.default_url)
-        async for event in stream_model(self.options, self.path, self.body(request), self.reader()):
+        async for event in stream_model(self.options, self.path, self.body(request), self.reader):
             yield event

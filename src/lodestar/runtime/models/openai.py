@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..messages import Message, ToolCallPart, new_id, result_text
 from ..usage import Usage
 from .base import (
+    Finish,
     ModelEvent,
     ModelRequest,
     ReasoningDelta,
@@ -58,9 +60,10 @@ class OpenAIModel(HttpModel):
         if request.tools:
             body["tools"] = [wire_tool(tool) for tool in request.tools]
             body["tool_choice"] = wire_tool_choice(request.tool_choice)
-        if request.response_format:
-            schema = {"name": request.response_format.name, "schema": request.response_format.schema_}
-            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        if response_format := request.response_format:
+            schema = {"name": response_format.name, "schema": response_format.schema_}
+            strict = {"strict": True} if response_format.strict else {}
+            body["response_format"] = {"type": "json_schema", "json_schema": schema | strict}
         settings = request.settings
         # OpenAI's own API wants max_completion_tokens (reasoning models refuse max_tokens); compatible servers vary.
         limit_key = "max_completion_tokens" if self.provider == "openai" else "max_tokens"
@@ -107,8 +110,24 @@ def wire_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     return {"type": "function", "function": {"name": choice}}
 
 
+@dataclass(slots=True)
+class _Call:
+    """A tool call being streamed: it is announced once its name is known, its arguments held until then."""
+
+    id: str
+    name: str = ""
+    started: bool = False
+    held: list[str] = field(default_factory=list)
+
+
 class ChunkReader:
-    """Chat-completion chunks to events. Tool calls arrive as fragments keyed by `index`; the first names the call."""
+    """Chat-completion chunks to events.
+
+    Tool call fragments are matched to their call by `id` first and by `index` second, because
+    gateways differ: OpenAI names a call's id once and then only its index; Ollama gives every
+    parallel call index 0 (ollama/ollama#15457); Gemini's endpoint sends no index at all
+    (openai/openai-python#2806). A fragment with neither continues the latest call.
+    """
 
     reasons: ClassVar[dict[str, str]] = {
         "stop": "stop",
@@ -123,35 +142,99 @@ class ChunkReader:
         self.ended = False
         self.raw_reason: str | None = None
         self.usage = Usage()
-        self.call_ids: dict[int, str] = {}
+        self.refused = False
+        self.calls: dict[str, _Call] = {}
+        self.call_at: dict[int, _Call] = {}  # the latest call seen at each index
+        self.latest: _Call | None = None
 
     def read(self, data: str) -> Iterator[ModelEvent]:
         if data.strip() == "[DONE]":
             self.ended = True
             return
         chunk = parse_json(self.options, data)
-        if chunk.get("error"):
+        if chunk.get("error"):  # OpenAI and OpenRouter report failures mid-stream this way, under HTTP 200
             raise stream_error(self.options, chunk["error"])
-        if usage := chunk.get("usage"):
+        # Groq puts the usage under x_groq (vercel/ai#1651).
+        if usage := chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage"):
             self.usage = Usage.of(usage.get("prompt_tokens"), usage.get("completion_tokens"))
-        if choices := chunk.get("choices"):
+        if choices := chunk.get("choices"):  # Azure opens with a chunk of prompt filter results and no choices
             yield from self._choice(choices[0])
 
+    def finish(self) -> Iterator[ModelEvent]:
+        """Calls whose name never came are announced nameless, so the loop reports them as unknown tools."""
+        for call in self.calls.values():
+            yield from self._flush(call, force=True)
+        reason = self.reasons.get(self.raw_reason or "", "other")
+        if self.refused:
+            reason = "content-filter"
+        elif self.calls and self.raw_reason in (None, "stop"):  # Ollama and others say stop after tool calls
+            reason = "tool-calls"
+        yield Finish(reason, self.raw_reason, self.usage)
+
     def _choice(self, choice: dict[str, Any]) -> Iterator[ModelEvent]:
-        delta = choice.get("delta") or {}
+        delta = choice.get("delta") or {}  # Azure's content filter annotations come without a delta
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
             yield ReasoningDelta(reasoning)
-        if content := delta.get("content"):
-            yield TextDelta(content)
-        for position, fragment in enumerate(delta.get("tool_calls") or []):
-            yield from self._tool_fragment(fragment.get("index", position), fragment)
+        for is_reasoning, text in content_texts(delta.get("content")):
+            yield ReasoningDelta(text) if is_reasoning else TextDelta(text)
+        if refusal := delta.get("refusal"):  # shown as the answer's text, and the step ends as content-filter
+            self.refused = True
+            yield TextDelta(refusal)
+        for fragment in delta.get("tool_calls") or []:
+            yield from self._tool_fragment(fragment)
         self.raw_reason = choice.get("finish_reason") or self.raw_reason
 
-    def _tool_fragment(self, index: int, fragment: dict[str, Any]) -> Iterator[ModelEvent]:
+    def _tool_fragment(self, fragment: dict[str, Any]) -> Iterator[ModelEvent]:
+        call = self._call_of(fragment)
         function = fragment.get("function") or {}
-        if index not in self.call_ids:
-            self.call_ids[index] = fragment.get("id") or new_id("call")
-            yield ToolCallStart(self.call_ids[index], function.get("name") or "")
-        if arguments := function.get("arguments"):
-            yield ToolCallDelta(self.call_ids[index], arguments)
+        call.name = call.name or function.get("name") or ""  # some servers repeat the name on every fragment
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # LiteLLM's ollama_chat sends the arguments parsed (BerriAI/litellm#37792)
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        if arguments:
+            call.held.append(arguments)
+        yield from self._flush(call)
+
+    def _call_of(self, fragment: dict[str, Any]) -> _Call:
+        call_id, index = fragment.get("id") or None, fragment.get("index")
+        if call_id in self.calls:
+            call = self.calls[call_id]
+        elif call_id is None and index in self.call_at:
+            call = self.call_at[index]
+        elif call_id is None and index is None and self.latest is not None:
+            call = self.latest
+        else:
+            call = _Call(call_id or new_id("call"))
+            self.calls[call.id] = call
+        if isinstance(index, int):
+            self.call_at[index] = call
+        self.latest = call
+        return call
+
+    def _flush(self, call: _Call, *, force: bool = False) -> Iterator[ModelEvent]:
+        """Announce the call once it has a name (a name may come after the id: vercel/ai#14722), then its arguments."""
+        if not (call.name or force):
+            return
+        if not call.started:
+            call.started = True
+            yield ToolCallStart(call.id, call.name)
+        yield from (ToolCallDelta(call.id, text) for text in call.held)
+        call.held.clear()
+
+
+def content_texts(content: Any) -> Iterator[tuple[bool, str]]:
+    """A delta's content as (is reasoning, text) pieces. Content is a string, or a list of parts:
+    Mistral sends `[{"type": "text", "text": ...}]`, and its reasoning models
+    `[{"type": "thinking", "thinking": [{"type": "text", "text": ...}]}]` (BerriAI/litellm#16272)."""
+    if isinstance(content, str):
+        if content:
+            yield False, content
+        return
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "thinking":
+            yield from ((True, text) for _, text in content_texts(part.get("thinking")))
+        elif isinstance(text := part.get("text"), str) and text:
+            yield False, text
