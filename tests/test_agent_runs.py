@@ -90,7 +90,7 @@ async def test_multi_step_tool_calling_streams_chunks_in_order(server: LLMServer
     assert [c.tool_name for c in result.tool_calls] == ["lookup"]
     assert result.tool_results[0].result == {"term": "lodestar", "meaning": "lodestar means a guiding star"}
     assert (result.usage.input_tokens, result.usage.output_tokens) == (30, 12)
-    finish = chunks[-1].payload
+    finish = chunks[-1].model_dump()["payload"]
     assert finish["output"]["usage"] == {"inputTokens": 30, "outputTokens": 12, "totalTokens": 42}
     assert "lodestar means a guiding star" in last_tool_messages(server)
     assert "Use the glossary." in repr(server.requests[0].body)
@@ -143,9 +143,9 @@ async def test_tool_output_and_data_chunks_reach_the_stream(openai_server: LLMSe
     agent = Agent("crawler", model=model_for(openai_server), tools=[crawl])
     chunks, result = await collect(agent, "crawl")
     output = next(c for c in chunks if c.type == "tool-output")
-    assert output.payload["output"] == {"type": "progress", "message": "fetching", "progress": 0.5}
+    assert output.payload.output == {"type": "progress", "message": "fetching", "progress": 0.5}
     data = next(c for c in chunks if c.type == "data-page")
-    assert data.payload["data"] == {"url": "example.org"}
+    assert data.data == {"url": "example.org"}
     assert result.tool_results[0].result == f"crawled example.org in run {result.run_id}"
     assert kinds(chunks).index("tool-output") < kinds(chunks).index("tool-result")
 
@@ -155,7 +155,7 @@ async def test_malformed_arguments_become_a_tool_error_the_model_sees(server: LL
     agent = Agent("g", model=model_for(server), tools=[lookup])
     chunks, result = await collect(agent, "look up lodestar")
     error = next(c for c in chunks if c.type == "tool-error")
-    assert "not valid JSON" in error.payload["error"]["message"]
+    assert "not valid JSON" in error.payload.error.message
     assert result.tool_results[0].is_error
     assert result.text == "Sorry, let me retry."
     assert "not valid JSON" in last_tool_messages(server)
@@ -213,10 +213,10 @@ async def test_401_ends_the_run_with_an_error_chunk_naming_provider_and_status(s
     chunks, result = await collect(Agent("g", model=model_for(server)), "hi")
     error = next(c for c in chunks if c.type == "error")
     provider = "openai" if server.url.endswith("/v1") else "anthropic"
-    assert error.payload["error"]["provider"] == provider
-    assert error.payload["error"]["status"] == 401
-    assert "invalid api key" in error.payload["error"]["message"]
-    assert chunks[-1].type == "finish" and chunks[-1].payload["stepResult"]["reason"] == "error"
+    assert error.payload.error.provider == provider
+    assert error.payload.error.status == 401
+    assert "invalid api key" in error.payload.error.message
+    assert chunks[-1].type == "finish" and chunks[-1].payload.step_result.reason == "error"
     assert result.finish_reason == "error" and result.error is not None and result.error.status == 401
     assert len(server.requests) == 1
 

@@ -98,8 +98,8 @@ async def test_thread_continues_through_stream(storage: SQLiteStorage) -> None:
     stream = agent.stream("b", thread="t1")
     chunks = [c async for c in stream]
     assert chunks[0].type == "start"
-    assert chunks[0].payload["threadId"] == "t1"
-    assert chunks[-1].payload["metadata"]["threadId"] == "t1"
+    assert chunks[0].payload.thread_id == "t1"
+    assert chunks[-1].payload.metadata.thread_id == "t1"
     assert seen(model.requests[-1]) == [("user", "a"), ("assistant", "one"), ("user", "b")]
     assert [m.text for m in await agent.memory.messages("t1")] == ["a", "one", "b", "one"]  # type: ignore[union-attr]
 

@@ -10,6 +10,7 @@ from test_agent_runs import collect, lookup, model_for
 
 from lodestar import Agent
 from lodestar.runtime import InputResult, Message, Processor, StepOverrides, TextPart
+from lodestar.runtime.models.scripted import ScriptedModel
 from lodestar.runtime.processors import InputArgs, InputStepArgs, OutputResultArgs, OutputStepArgs, OutputStreamArgs
 
 pytestmark = pytest.mark.anyio
@@ -41,10 +42,9 @@ class Redact(Processor):
         if part.type == "reasoning-delta":
             return None
         if part.type == "text-delta":
-            text = part.payload["text"]
+            text = part.payload.text
             args.state["chars"] = args.state.get("chars", 0) + len(text)
-            masked = "".join("*" if c.isdigit() else c for c in text)
-            return part.model_copy(update={"payload": {**part.payload, "text": masked}})
+            return part.with_payload(text="".join("*" if c.isdigit() else c for c in text))
         return part
 
     def process_output_result(self, args: OutputResultArgs) -> None:
@@ -87,9 +87,34 @@ async def test_output_stream_modifies_and_drops_chunks_with_per_request_state(op
     chunks, result = await collect(agent, "pin?")
     assert result.text == "your pin is **** ok"
     assert not any(c.type.startswith("reasoning-delta") for c in chunks)
-    assert "1234" not in "".join(c.payload.get("text", "") for c in chunks)
+    assert "1234" not in "".join(c.model_dump_json() for c in chunks)
     await agent.generate("again")
     assert seen == [19, 9]  # a fresh state per request
+
+
+class ReturnsWireDicts(Processor):
+    def process_output_stream(self, args: OutputStreamArgs) -> Any:
+        return args.part.model_dump() if args.part.type == "text-delta" else args.part
+
+
+class SwapsInADictPayload(Processor):
+    def process_output_stream(self, args: OutputStreamArgs) -> Any:
+        if args.part.type == "text-delta":
+            return args.part.model_copy(update={"payload": {"id": "t", "text": "x"}})
+        return args.part
+
+
+@pytest.mark.parametrize(
+    ("processor", "found"),
+    [
+        (ReturnsWireDicts(), "got a dict"),
+        (SwapsInADictPayload(), "got a text-delta chunk whose payload is a dict"),
+    ],
+)
+async def test_a_processor_returning_no_well_formed_chunk_is_named(processor: Processor, found: str) -> None:
+    agent = Agent("p", model=ScriptedModel(["hello"]), output_processors=[processor])
+    with pytest.raises(TypeError, match=f"processor {processor.id}: process_output_stream must return .*{found}"):
+        await agent.generate("hi")
 
 
 class Reject(Processor):
@@ -127,7 +152,7 @@ async def test_retries_running_out_end_in_a_tripwire(openai_server: LLMServer) -
     agent = Agent("p", model=model_for(openai_server), output_processors=[Reject()])
     chunks, result = await collect(agent, "ask", max_processor_retries=1)
     tripwire = next(c for c in chunks if c.type == "tripwire")
-    assert tripwire.payload == {
+    assert tripwire.model_dump()["payload"] == {
         "reason": "Ask politely: include the word please.",
         "retry": True,
         "metadata": {"score": 0.1},

@@ -114,7 +114,7 @@ async def test_a_tripwire_during_parallel_tool_calls_ends_the_run_cleanly() -> N
     agent = Agent("a", model=model, tools=[one, two], output_processors=[StopOnResult()])
     chunks = [part async for part in agent.stream("go")]
     assert [c.type for c in chunks][-2:] == ["tripwire", "finish"]
-    assert chunks[-2].payload["reason"] == "no results allowed"
+    assert chunks[-2].payload.reason == "no results allowed"
 
 
 async def test_an_async_function_behind_a_plain_wrapper_is_awaited() -> None:
@@ -134,7 +134,7 @@ class Counter(Processor):
         self.word, self.counts = word, []
 
     def process_output_stream(self, args: OutputStreamArgs) -> Any:
-        if args.part.type == "text-delta" and self.word in args.part.payload["text"]:
+        if args.part.type == "text-delta" and self.word in args.part.payload.text:
             args.state["n"] = args.state.get("n", 0) + 1
         return args.part
 

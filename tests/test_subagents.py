@@ -9,6 +9,7 @@ from llm_servers import Fail, LLMServer, Turn
 from test_agent_runs import collect, lookup, model_for
 
 from lodestar import Agent, Lodestar
+from lodestar.runtime import parse_chunk
 from lodestar.storage import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
@@ -41,11 +42,12 @@ async def test_subagent_runs_as_a_tool_and_its_chunks_reach_the_supervisor(
 
     assert result.text == "The researcher says: a guiding star."
     assert result.tool_results[0].result == "A guiding star."
-    inner = [c.payload["output"] for c in chunks if c.type == "tool-output"]
+    inner = [c.payload.output for c in chunks if c.type == "tool-output"]
     inner_types = [c["type"] for c in inner]
     assert inner_types[0] == "start" and inner_types[-1] == "finish"
     assert "tool-result" in inner_types and "text-delta" in inner_types
-    assert {c["run_id"] for c in inner} != {result.run_id}
+    assert {c["runId"] for c in inner} != {result.run_id}
+    assert [parse_chunk(c).model_dump(mode="json") for c in inner] == inner  # each is a subagent chunk's wire JSON
     first_prompt = anthropic_server.requests[0].body["messages"][0]
     assert "What does lodestar mean?" in repr(first_prompt)
     assert anthropic_server.requests[0].body["system"] == "Research carefully."

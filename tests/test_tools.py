@@ -430,10 +430,16 @@ async def test_writer_write_and_custom_emit_chunks() -> None:
 
     assert [c.type for c in seen] == ["tool-output", "data-status", "tool-output"]
     assert all(c.run_id == "run_7" for c in seen)
-    assert seen[0].payload == {"toolCallId": "call_7", "toolName": "busy", "output": {"step": 3}}
-    assert seen[1].payload == {"data": {"state": "halfway"}, "toolCallId": "call_7", "toolName": "busy"}
+    assert seen[0].model_dump()["payload"] == {"toolCallId": "call_7", "toolName": "busy", "output": {"step": 3}}
+    assert seen[1].model_dump() == {
+        "type": "data-status",
+        "runId": "run_7",
+        "from": "AGENT",
+        "metadata": {"toolCallId": "call_7", "toolName": "busy"},
+        "data": {"state": "halfway"},
+    }
     assert seen[1].is_data
-    assert seen[2].payload["output"] == {"type": "progress", "message": "almost", "progress": 0.75}
+    assert seen[2].payload.output == {"type": "progress", "message": "almost", "progress": 0.75}
 
 
 async def test_writer_chunks_reach_the_run_stream() -> None:
@@ -451,7 +457,7 @@ async def test_writer_chunks_reach_the_run_stream() -> None:
     assert types.index("data-status") < types.index("tool-result")
     data = chunks[types.index("data-status")]
     assert data.run_id == stream.run_id
-    assert data.payload["toolCallId"] == "call_b"
+    assert data.metadata == {"toolCallId": "call_b", "toolName": "busy"}
     assert (await stream.result()).text == "finished"
 
 
@@ -474,7 +480,7 @@ async def test_progress_range_checked() -> None:
     await ctx.progress("start", 0.0)
     await ctx.progress("end", 1.0)
     await ctx.progress("unknown")
-    assert [c.payload["output"]["progress"] for c in seen] == [0.0, 1.0, None]
+    assert [c.payload.output["progress"] for c in seen] == [0.0, 1.0, None]
 
 
 async def test_sync_tool_sees_cancellation() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .agent import Agent, AgentStream
 from .app import Lodestar
-from .chunks import Chunk
+from .chunks import BaseChunk, Chunk, DataChunk, parse_chunk
 from .context import ToolContext, ToolWriter
 from .memory import Memory, ThreadError
 from .messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
@@ -19,7 +19,9 @@ from .usage import Usage
 __all__ = [
     "Agent",
     "AgentStream",
+    "BaseChunk",
     "Chunk",
+    "DataChunk",
     "InputResult",
     "Lodestar",
     "Memory",
@@ -47,6 +49,7 @@ __all__ = [
     "TripWire",
     "TripwireInfo",
     "Usage",
+    "parse_chunk",
     "resolve_model",
     "tool",
 ]

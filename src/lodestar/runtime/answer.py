@@ -11,7 +11,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chunks import Chunk, chunk
+from .chunks import (
+    Chunk,
+    ReasoningDeltaChunk,
+    ReasoningEndChunk,
+    ReasoningStartChunk,
+    TextDeltaChunk,
+    TextEndChunk,
+    TextStartChunk,
+    ToolCallChunk,
+    ToolCallDeltaChunk,
+    ToolCallInputStreamingEndChunk,
+    ToolCallInputStreamingStartChunk,
+)
 from .messages import ReasoningPart, TextPart, ToolCallPart, new_id
 from .models.base import Finish, ModelEvent, ReasoningDelta, ReasoningEnd, TextDelta, ToolCallDelta, ToolCallStart
 
@@ -61,22 +73,23 @@ class Answer:
     async def read(self, event: ModelEvent) -> None:
         if isinstance(event, TextDelta):
             await self._open_text()
-            await self.emit(chunk("text-delta", self.run_id, id=self._text_id, text=event.text))
+            await self.emit(TextDeltaChunk(run_id=self.run_id, payload={"id": self._text_id, "text": event.text}))
         elif isinstance(event, ToolCallDelta):
             call = self.calls[event.id]
             call.args_text.append(event.args_text)
-            delta = {"toolCallId": call.id, "toolName": call.name, "argsTextDelta": event.args_text}
-            await self.emit(chunk("tool-call-delta", self.run_id, **delta))
+            delta = {"tool_call_id": call.id, "tool_name": call.name, "args_text_delta": event.args_text}
+            await self.emit(ToolCallDeltaChunk(run_id=self.run_id, payload=delta))
         elif isinstance(event, ToolCallStart):
             await self.close_blocks()
             self.calls[event.id] = call = PendingCall(event.id, event.name)
             self.blocks.append(call)
-            start = {"toolCallId": event.id, "toolName": event.name}
-            await self.emit(chunk("tool-call-input-streaming-start", self.run_id, **start))
+            start = {"tool_call_id": event.id, "tool_name": event.name}
+            await self.emit(ToolCallInputStreamingStartChunk(run_id=self.run_id, payload=start))
         elif isinstance(event, ReasoningDelta):
             await self._open_reasoning()
             self._reasoning.append(event.text)
-            await self.emit(chunk("reasoning-delta", self.run_id, id=self._reasoning_id, text=event.text))
+            delta = {"id": self._reasoning_id, "text": event.text}
+            await self.emit(ReasoningDeltaChunk(run_id=self.run_id, payload=delta))
         elif isinstance(event, ReasoningEnd):
             await self._end_reasoning(event)
         elif isinstance(event, Finish):
@@ -92,8 +105,9 @@ class Answer:
         await self.close_blocks()
         for call in self.calls.values():
             call.parse_args()
-            await self.emit(chunk("tool-call-input-streaming-end", self.run_id, toolCallId=call.id))
-            await self.emit(chunk("tool-call", self.run_id, toolCallId=call.id, toolName=call.name, args=call.args))
+            await self.emit(ToolCallInputStreamingEndChunk(run_id=self.run_id, payload={"tool_call_id": call.id}))
+            parsed = {"tool_call_id": call.id, "tool_name": call.name, "args": call.args}
+            await self.emit(ToolCallChunk(run_id=self.run_id, payload=parsed))
         return list(self.calls.values())
 
     def content(self, texts: dict[str | None, list[str]]) -> list[TextPart | ReasoningPart | ToolCallPart]:
@@ -114,17 +128,17 @@ class Answer:
             await self._end_reasoning()
             self._text_id = new_id("text")
             self.blocks.append(self._text_id)
-            await self.emit(chunk("text-start", self.run_id, id=self._text_id))
+            await self.emit(TextStartChunk(run_id=self.run_id, payload={"id": self._text_id}))
 
     async def _open_reasoning(self) -> None:
         if self._reasoning_id is None:
             await self._end_text()
             self._reasoning_id = new_id("reasoning")
-            await self.emit(chunk("reasoning-start", self.run_id, id=self._reasoning_id))
+            await self.emit(ReasoningStartChunk(run_id=self.run_id, payload={"id": self._reasoning_id}))
 
     async def _end_text(self) -> None:
         if self._text_id:
-            await self.emit(chunk("text-end", self.run_id, id=self._text_id))
+            await self.emit(TextEndChunk(run_id=self.run_id, payload={"id": self._text_id}))
             self._text_id = None
 
     async def _end_reasoning(self, end: ReasoningEnd | None = None) -> None:
@@ -133,7 +147,7 @@ class Answer:
             self.blocks.append(ReasoningPart(text="".join(self._reasoning), signature=signature))
             self._reasoning = []
         if self._reasoning_id:
-            await self.emit(chunk("reasoning-end", self.run_id, id=self._reasoning_id))
+            await self.emit(ReasoningEndChunk(run_id=self.run_id, payload={"id": self._reasoning_id}))
             self._reasoning_id = None
         if end and end.redacted is not None:
             self.blocks.append(ReasoningPart(redacted=end.redacted))

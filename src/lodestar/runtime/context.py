@@ -6,7 +6,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .chunks import Chunk, chunk, discard
+from .chunks import Chunk, DataChunk, ToolOutputChunk, discard
 
 Emit = Callable[[Chunk], Awaitable[None]]
 
@@ -19,15 +19,14 @@ class ToolWriter:
 
     async def write(self, output: Any) -> None:
         ctx = self._context
-        await ctx.emit(
-            chunk("tool-output", ctx.run_id, toolCallId=ctx.tool_call_id, toolName=ctx.tool_name, output=output)
-        )
+        payload = {"tool_call_id": ctx.tool_call_id, "tool_name": ctx.tool_name, "output": output}
+        await ctx.emit(ToolOutputChunk(run_id=ctx.run_id, payload=payload))
 
     async def custom(self, type_: str, data: Any) -> None:
-        if not type_.startswith("data-") or len(type_) <= 5:
-            raise ValueError(f"custom chunk type {type_!r} must start with 'data-', e.g. 'data-status'")
+        """Emit a `data-<name>` chunk; `metadata` names the tool call that wrote it."""
         ctx = self._context
-        await ctx.emit(chunk(type_, ctx.run_id, data=data, toolCallId=ctx.tool_call_id, toolName=ctx.tool_name))
+        source = {"toolCallId": ctx.tool_call_id, "toolName": ctx.tool_name}
+        await ctx.emit(DataChunk(type=type_, run_id=ctx.run_id, data=data, metadata=source))
 
 
 class ToolContext:

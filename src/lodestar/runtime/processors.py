@@ -5,7 +5,8 @@ one argument object:
 
 - `process_input(args)`: once, before the first step; return new messages or None.
 - `process_input_step(args)`: before every step; return a `StepOverrides`/dict or None.
-- `process_output_stream(args)`: per chunk; return the chunk (maybe changed), or None to drop it.
+- `process_output_stream(args)`: per chunk; return the chunk, a changed copy (`args.part.with_payload(...)`),
+  or None to drop it.
 - `process_output_step(args)`: after each model response, before its tools run.
 - `process_output_result(args)`: once at the end; return new messages or None.
 
@@ -23,7 +24,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from .chunks import LIFECYCLE, Chunk
+from .chunks import LIFECYCLE, BaseChunk, Chunk
 from .messages import Message, ToolCallPart
 
 HOOKS = (
@@ -40,9 +41,6 @@ class TripwireInfo(BaseModel):
     retry: bool = False
     metadata: Any = None
     processor_id: str | None = None
-
-    def wire(self) -> dict[str, Any]:
-        return {"reason": self.reason, "retry": self.retry, "metadata": self.metadata, "processorId": self.processor_id}
 
 
 class TripWire(Exception):
@@ -145,6 +143,29 @@ async def _call(processor: Any, hook: str, args: ProcessorArgs) -> Any:
     return result
 
 
+def _checked(part: Any, processor: Any) -> Chunk | None:
+    """A processor's returned chunk, refused with its name when it is not a well-formed chunk."""
+    if part is None or _well_formed(part):
+        return part
+    raise TypeError(
+        f"processor {_id(processor)}: process_output_stream must return a chunk or None, got "
+        f"{_describe(part)}; return args.part, None, or a copy such as args.part.with_payload(text=...)"
+    )
+
+
+def _well_formed(part: Any) -> bool:
+    if not isinstance(part, BaseChunk):
+        return False
+    field = type(part).model_fields.get("payload")
+    return field is None or isinstance(getattr(part, "payload", None), field.annotation)
+
+
+def _describe(part: Any) -> str:
+    if isinstance(part, BaseChunk):
+        return f"a {part.type} chunk whose payload is a {type(getattr(part, 'payload', None)).__name__}"
+    return f"a {type(part).__name__}"
+
+
 def _id(processor: Any) -> str:
     return getattr(processor, "id", "") or type(processor).__name__
 
@@ -208,7 +229,8 @@ class ProcessorRunner:
         for processor in self.hooks["process_output_stream"]:
             if part.is_data and not getattr(processor, "process_data_parts", False):
                 continue
-            part = await _call(processor, "process_output_stream", OutputStreamArgs(**self._base(processor), part=part))
+            args = OutputStreamArgs(**self._base(processor), part=part)
+            part = _checked(await _call(processor, "process_output_stream", args), processor)
             if part is None:
                 return None
         return part

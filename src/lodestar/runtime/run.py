@@ -11,7 +11,21 @@ import anyio
 from pydantic_core import to_jsonable_python
 
 from .answer import Answer, PendingCall
-from .chunks import Chunk, chunk, discard
+from .chunks import (
+    Chunk,
+    ErrorChunk,
+    FinishChunk,
+    ObjectResultChunk,
+    ReasoningDeltaChunk,
+    StartChunk,
+    StepFinishChunk,
+    StepStartChunk,
+    TextDeltaChunk,
+    ToolErrorChunk,
+    ToolResultChunk,
+    TripwireChunk,
+    discard,
+)
 from .context import ToolContext
 from .memory import Memory
 from .messages import Message, ToolResultPart, new_id, text_message, to_messages
@@ -77,16 +91,16 @@ class Run:
             if processed is None:
                 return
             part = processed
-        if part.type == "text-delta":
-            self._texts.setdefault(part.payload.get("id"), []).append(part.payload.get("text", ""))
-        elif part.type == "reasoning-delta":
-            self._reasoning.append(part.payload.get("text", ""))
+        if isinstance(part, TextDeltaChunk):
+            self._texts.setdefault(part.payload.id, []).append(part.payload.text)
+        elif isinstance(part, ReasoningDeltaChunk):
+            self._reasoning.append(part.payload.text)
         await self.sink(part)
 
     async def execute(self) -> RunResult:
         await self._open_memory()
-        ids = {"agentId": self.agent.id, "threadId": self.result.thread_id, "resourceId": self.result.resource_id}
-        await self.emit(chunk("start", self.run_id, **ids))
+        ids = {"agent_id": self.agent.id, "thread_id": self.result.thread_id, "resource_id": self.result.resource_id}
+        await self.emit(StartChunk(run_id=self.run_id, payload=ids))
         save = True
         try:
             await self._prepare()
@@ -96,14 +110,14 @@ class Run:
         except TripWire as exc:
             save = False
             self.result.tripwire, self.result.finish_reason = exc.info, "tripwire"
-            await self.sink(chunk("tripwire", self.run_id, **exc.info.wire()))
+            await self.sink(TripwireChunk(run_id=self.run_id, payload=exc.info.model_dump()))
         except (ModelError, StructuredOutputError) as exc:
             await self._fail(exc)
         finally:
             self.result.messages = self.new_messages
             if save:  # a cancelled run still keeps its finished steps: the save runs to its end regardless
                 await asyncio.shield(asyncio.ensure_future(self._save()))
-        await self.sink(chunk("finish", self.run_id, **self._finish_payload()))
+        await self.sink(FinishChunk(run_id=self.run_id, payload=self._finish_payload()))
         return self.result
 
     async def _open_memory(self) -> None:
@@ -150,7 +164,8 @@ class Run:
         self.conversation.append(
             text_message("user", f"[feedback] Your previous answer was rejected: {exc.info.reason}")
         )
-        await self.sink(chunk("step-finish", self.run_id, stepResult={"reason": "retry", "isContinued": True}))
+        retry = {"step_result": {"reason": "retry", "is_continued": True}}
+        await self.sink(StepFinishChunk(run_id=self.run_id, payload=retry))
 
     async def _step(self, number: int) -> StepResult:
         self._texts, self._reasoning = {}, []
@@ -161,7 +176,8 @@ class Run:
             self.conversation = list(changes["messages"])
         request = self._request(model, tools, changes.get("tool_choice") or self.tool_choice, changes.get("system"))
         message_id = new_id("msg")
-        await self.emit(chunk("step-start", self.run_id, messageId=message_id, request=_describe(model), warnings=[]))
+        start = {"message_id": message_id, "request": _describe(model), "warnings": []}
+        await self.emit(StepStartChunk(run_id=self.run_id, payload=start))
         answer, calls = await self._call_model(model, request)
         finish = answer.finish
         self.result.usage += finish.usage  # billed even if a processor rejects the answer
@@ -191,7 +207,7 @@ class Run:
         )
         self.result.steps.append(step)
         self.result.text, self.result.finish_reason = text, finish.reason
-        await self.emit(chunk("step-finish", self.run_id, **_step_payload(step, message_id, finish, model)))
+        await self.emit(StepFinishChunk(run_id=self.run_id, payload=_step_payload(step, message_id, finish, model)))
         return step
 
     async def _step_changes(self, number: int) -> dict[str, Any]:
@@ -277,11 +293,13 @@ class Run:
             except Exception as exc:
                 logger.info("tool %s raised %s: %s", call.name, type(exc).__name__, exc)
                 error = f"tool {call.name} failed: {type(exc).__name__}: {exc}"
-        base = {"toolCallId": call.id, "toolName": call.name, "args": call.args}
+        base = {"tool_call_id": call.id, "tool_name": call.name, "args": call.args}
         if error is not None:
-            await self.emit(chunk("tool-error", self.run_id, **base, error={"message": error}))
+            failed = {**base, "error": {"message": error}}
+            await self.emit(ToolErrorChunk(run_id=self.run_id, payload=failed))
             return ToolResultPart(tool_call_id=call.id, tool_name=call.name, result=error, is_error=True)
-        await self.emit(chunk("tool-result", self.run_id, **base, result=value, isError=False))
+        done = {**base, "result": value, "is_error": False}
+        await self.emit(ToolResultChunk(run_id=self.run_id, payload=done))
         return ToolResultPart(tool_call_id=call.id, tool_name=call.name, result=value)
 
     def _tool_context(self, call: PendingCall) -> ToolContext:
@@ -306,14 +324,14 @@ class Run:
                 f"final answer to parse into {self.structured.name}; raise max_steps"
             )
         self.result.object = self.structured.parse(self.result.text)
-        await self.emit(chunk("object-result", self.run_id, object=_jsonable(self.result.object)))
+        await self.emit(ObjectResultChunk(run_id=self.run_id, object=_jsonable(self.result.object)))
 
     async def _fail(self, exc: Exception) -> None:
-        payload = exc.payload() if isinstance(exc, ModelError) else {"message": str(exc)}
-        self.result.error = RunError.model_validate(payload)
+        error = exc.payload() if isinstance(exc, ModelError) else {"message": str(exc)}
+        self.result.error = RunError.model_validate(error)
         self.result.finish_reason = "error"
         logger.warning("run %s of agent %s failed: %s", self.run_id, self.agent.id, exc)
-        await self.sink(chunk("error", self.run_id, error=payload))
+        await self.sink(ErrorChunk(run_id=self.run_id, payload={"error": error}))
 
     async def _save(self) -> None:
         if self.memory is None or self.result.thread_id is None:
@@ -331,16 +349,13 @@ class Run:
 
     def _finish_payload(self) -> dict[str, Any]:
         result = self.result
-        output: dict[str, Any] = {"text": result.text, "usage": result.usage.wire()}
-        if result.object is not None:
-            output["object"] = _jsonable(result.object)
         return {
-            "stepResult": {"reason": result.finish_reason},
-            "output": output,
+            "step_result": {"reason": result.finish_reason},
+            "output": {"text": result.text, "usage": result.usage.model_dump(), "object": _jsonable(result.object)},
             "metadata": {
-                "agentId": result.agent_id,
-                "threadId": result.thread_id,
-                "resourceId": result.resource_id,
+                "agent_id": result.agent_id,
+                "thread_id": result.thread_id,
+                "resource_id": result.resource_id,
                 "steps": len(result.steps),
             },
         }
@@ -361,15 +376,17 @@ def _record(result: ToolResultPart, call: PendingCall) -> ToolResultRecord:
 
 
 def _describe(model: Model) -> dict[str, str]:
-    return {"provider": model.provider, "modelId": model.model_id}
+    return {"provider": model.provider, "model_id": model.model_id}
 
 
 def _step_payload(step: StepResult, message_id: str, finish: Finish, model: Model) -> dict[str, Any]:
+    """Payloads are given as dicts of Python names: pydantic-core builds the nested models in one pass."""
+    outcome = {"reason": finish.reason, "raw_reason": finish.raw_reason, "is_continued": bool(step.tool_calls)}
     return {
-        "messageId": message_id,
-        "stepResult": {"reason": finish.reason, "rawReason": finish.raw_reason, "isContinued": bool(step.tool_calls)},
-        "output": {"text": step.text, "usage": step.usage.wire()},
-        "metadata": {"stepNumber": step.step_number, **_describe(model)},
+        "message_id": message_id,
+        "step_result": outcome,
+        "output": {"text": step.text, "usage": step.usage.model_dump()},
+        "metadata": {"step_number": step.step_number, **_describe(model)},
     }
 
 

@@ -33,7 +33,7 @@ def agent_tool(sub: Agent) -> Tool:
         )
         async with stream:  # a cancelled supervisor stops its subagent too
             async for part in stream:
-                await ctx.writer.write(part.model_dump())
+                await ctx.writer.write(part.model_dump(mode="json"))
         result = await stream.result()
         if result.error is not None:
             raise DelegationError(result.error.message)

@@ -21,7 +21,3 @@ class Usage(BaseModel):
     def of(cls, input_tokens: int | None, output_tokens: int | None) -> Usage:
         given_in, given_out = input_tokens or 0, output_tokens or 0
         return cls(input_tokens=given_in, output_tokens=given_out, total_tokens=given_in + given_out)
-
-    def wire(self) -> dict[str, int]:
-        """Mastra's field names, for chunk payloads."""
-        return {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens, "totalTokens": self.total_tokens}
