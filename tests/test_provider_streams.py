@@ -237,8 +237,8 @@ async def test_every_provider_failure_ends_as_an_error_chunk_and_result_error(
         assert result.error.provider == provider and expected in result.error.message
         assert result.error.message.startswith(f"{provider}: ")
     [error] = [c for c in chunks if c.type == "error"]
-    assert error.payload["error"]["provider"] == provider and expected in error.payload["error"]["message"]
-    assert chunks[-1].type == "finish" and chunks[-1].payload["stepResult"]["reason"] == "error"
+    assert error.payload.error.provider == provider and expected in error.payload.error.message
+    assert chunks[-1].type == "finish" and chunks[-1].payload.step_result.reason == "error"
 
 
 # Refusals
@@ -272,11 +272,11 @@ async def test_a_refusal_is_the_visible_answer_and_ends_as_content_filter(
 
     assert result.text == "I'm sorry, I can't help with that." and result.error is None
     assert result.finish_reason == "content-filter"
-    assert "".join(c.payload["text"] for c in chunks if c.type == "text-delta") == result.text
+    assert "".join(c.payload.text for c in chunks if c.type == "text-delta") == result.text
     step_finish = next(c for c in chunks if c.type == "step-finish")
     raw_reason = {"openai": "stop", "anthropic": "refusal"}[provider]
-    assert step_finish.payload["stepResult"]["reason"] == "content-filter"
-    assert step_finish.payload["stepResult"]["rawReason"] == raw_reason
+    assert step_finish.payload.step_result.reason == "content-filter"
+    assert step_finish.payload.step_result.raw_reason == raw_reason
 
 
 # Parallel tool calls, told apart by id whatever the gateway does with `index`
@@ -377,7 +377,7 @@ async def test_a_call_whose_name_never_comes_reaches_the_loop_as_an_unknown_tool
     chunks, result = await collect(Agent("a", model=model_for(openai_server), tools=[]), "hi")
 
     [error] = [c for c in chunks if c.type == "tool-error"]
-    assert error.payload["toolName"] == "" and "unknown tool ''" in error.payload["error"]["message"]
+    assert error.payload.tool_name == "" and "unknown tool ''" in error.payload.error.message
     assert result.text == "I could not call it."
 
 
