@@ -475,7 +475,8 @@ def _split_corpus_flags(values: list[str], settings: Settings) -> tuple[list[str
     from lodestar.docs.sources import is_valid_name, split_spec
 
     declared = {split_spec(spec)[0] for spec in [*settings.corpora, *values]} | {BUNDLED}
-    names, sources = [], []
+    names: list[str] = []
+    sources: list[str] = []
     for value in values:
         name, source = split_spec(value)
         plain = name is None and is_valid_name(source) and not source.endswith((".tgz", ".tar.gz"))

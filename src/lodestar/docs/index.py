@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -230,7 +231,7 @@ def _locked(path: Path) -> Iterator[None]:
             _unlock(handle.fileno())
 
 
-try:
+if sys.platform != "win32":
     import fcntl
 
     def _lock(fd: int) -> None:
@@ -239,7 +240,7 @@ try:
     def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
-except ImportError:  # Windows
+else:  # Windows
     import msvcrt
 
     def _lock(fd: int) -> None:

@@ -121,7 +121,7 @@ class PageCache:
                 return entry[1]
             future = self.loading.get(key)
             leader = future is None
-            if leader:
+            if future is None:
                 future = self.loading[key] = Future()
         if not leader:
             return future.result()

@@ -92,7 +92,8 @@ def _front_matter(text: str) -> tuple[dict[str, str], int]:
 
 def _inline_text(token: Token) -> str:
     """Inline markdown as plain words; code spans keep their text (`Promise<void>` is not a tag)."""
-    content, pieces, done = token.content, [], 0
+    content, done = token.content, 0
+    pieces: list[str] = []
     for start, code_start, code_end, end in _code_spans(content):
         pieces += (_plain(content[done:start]), content[code_start:code_end])
         done = end

@@ -6,6 +6,7 @@ indexes) can run on a background thread so a server answers `initialize` before 
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import logging
 import re
@@ -170,8 +171,8 @@ class DocsService:
             self._started = time.monotonic()
             self._order = [name for name, _ in claims]
             self._specs = dict(claims)
-            for name, spec in claims:
-                source = "bundled" if spec is None else split_spec(spec)[1]
+            for name, claimed in claims:
+                source = "bundled" if claimed is None else split_spec(claimed)[1]
                 self.loading[name] = CorpusInfo(
                     name=name, version="", source=source, documents=0, sections=0, status="loading", stage="opening"
                 )
@@ -250,8 +251,8 @@ class DocsService:
         """Re-scan one loaded corpus and update its index for the files that changed since it opened;
         when that fails, the previous index stays in use. A corpus that failed to load is loaded again."""
         with self.changed:
-            spec = self._specs.get(name, False) if name in self.failed else False
-        if spec is not False:
+            again, spec = name in self.failed and name in self._specs, self._specs.get(name)
+        if again:
             return self._retry(name, spec)
         source = self.select(name)[0].source
         try:
@@ -465,7 +466,7 @@ class DocsService:
 
     # Lookup
 
-    def select(self, name: str | None) -> list[Corpus]:
+    def select(self, name: str | None) -> builtins.list[Corpus]:
         """The ready corpora a request covers: all of them, or the one named. Waits for those opening a
         cached index; a named corpus (or the only ones left) still being fetched or indexed raises
         CorpusLoading."""
@@ -501,18 +502,18 @@ class DocsService:
             while opening() and (left := self._started + OPENING_WAIT_S - time.monotonic()) > 0:
                 self.changed.wait(left)
 
-    def _still_loading(self, names: list[str]) -> CorpusLoading:
+    def _still_loading(self, names: builtins.list[str]) -> CorpusLoading:
         verb = "is" if len(names) == 1 else "are"
         message = f"{self.describe_loading(names)} {verb} still loading: list_corpora shows progress; ask again shortly"
         return CorpusLoading(names, message)
 
-    def describe_loading(self, names: list[str]) -> str:
+    def describe_loading(self, names: builtins.list[str]) -> str:
         """`corpus mastra (fetching npm:@mastra/x)`: what a waiting caller is told."""
         with self.changed:
             states = [f"{n} ({i.stage} {i.source})" for n in names if (i := self.loading.get(n)) is not None]
         return ("corpus " if len(states) == 1 else "corpora ") + ", ".join(states or names)
 
-    def wait_loaded(self, names: list[str], timeout: float | None = None) -> bool:
+    def wait_loaded(self, names: builtins.list[str], timeout: float | None = None) -> bool:
         """Blocks until none of `names` is loading (True) or `timeout` passes (False)."""
         with self.changed:
             return self.changed.wait_for(lambda: not self.loading.keys() & set(names), timeout)

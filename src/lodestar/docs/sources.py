@@ -132,7 +132,7 @@ def _from_tarball(path: Path, cache_dir: Path, limits: DocsLimits, stage: Stage)
         extract_docs(path, target, limits)
     meta = package_json(target)
     return CorpusSource(
-        name=package_corpus_name(meta.get("name") or path.stem),
+        name=package_corpus_name(str(meta.get("name") or path.stem)),
         source=str(path),
         root=target / "docs",
         version=str(meta.get("version") or digest),

@@ -12,7 +12,6 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import IO
 
 from lodestar.docs.errors import CorpusError
 from lodestar.docs.limits import DocsLimits, env_var
@@ -32,7 +31,8 @@ def extract_docs(tarball: Path, target: Path, limits: DocsLimits) -> None:
     try:
         with (
             gzip.open(tarball, "rb") as raw,
-            tarfile.open(fileobj=_BoundedStream(raw, tarball, limits), mode="r:") as tar,
+            # typeshed's fileobj protocol wants write() and close() too; tarfile calls neither when reading
+            tarfile.open(fileobj=_BoundedStream(raw, tarball, limits), mode="r:") as tar,  # type: ignore[call-overload]
         ):
             members = _members(tar, tarball, limits)
             names = {m.name for m in members}
@@ -79,7 +79,7 @@ class _BoundedStream:
     """The unpacked tar stream, read no further than max_package_bytes and in reads no larger than
     max_package_member_bytes (tarfile reads a pax or long-name header whole, whatever size it claims)."""
 
-    def __init__(self, raw: IO[bytes], tarball: Path, limits: DocsLimits) -> None:
+    def __init__(self, raw: gzip.GzipFile, tarball: Path, limits: DocsLimits) -> None:
         self.raw, self.tarball, self.limits = raw, tarball, limits
 
     def read(self, size: int = -1) -> bytes:

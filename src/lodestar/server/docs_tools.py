@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, TypeVar
 
 import anyio
@@ -17,7 +18,7 @@ from lodestar.docs.models import CorporaResult, DocPage, ListResult, SearchResul
 from lodestar.docs.service import DocsService
 from lodestar.docs.waiting import call_when_loaded
 
-READ_ONLY = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 CorpusArg = Annotated[str | None, Field(description="Corpus name (list_corpora shows them); all corpora if omitted")]
 
 
@@ -99,14 +100,14 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
         """List the documentation corpora this server searches, with their versions and sizes."""
         return await _call(docs, ctx, docs.list_corpora, render.render_corpora)
 
-    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=True, open_world_hint=False))
     async def refresh_docs(ctx: Context, corpus: CorpusArg = None) -> Annotated[CallToolResult, CorporaResult]:
         """Re-index documentation files changed since the server started (only the changed files are
         re-read) and load again the corpora that failed to load, reporting progress per corpus."""
         try:
             names = await when_loaded(docs, ctx, lambda: docs.refreshable(corpus))
             for done, name in enumerate(names, 1):
-                note = await when_loaded(docs, None, lambda name=name: docs.refresh(name))
+                note = await when_loaded(docs, None, partial(docs.refresh, name))
                 await ctx.report_progress(done, len(names), note)
         except DocsError as exc:
             return _error(str(exc))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from mcp.server.mcpserver import Context
@@ -20,7 +20,7 @@ ROUNDS_VERSION = "2026-07-28"
 
 
 async def run_with_sampling(
-    ctx: Context[Any, Any], work: Callable[[Sampler | None], Awaitable[T]]
+    ctx: Context[Any, Any], work: Callable[[Sampler | None], Coroutine[Any, Any, T]]
 ) -> T | InputRequiredResult:
     """Runs `work` with a sampler for the client's model, or `None` when the client offers no sampling.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -90,7 +90,7 @@ _parked: dict[str, _Parked] = {}
 
 
 async def run_in_rounds(
-    ctx: Context[Any, Any], work: Callable[[Sampler], Awaitable[T]], *, with_tools: bool
+    ctx: Context[Any, Any], work: Callable[[Sampler], Coroutine[Any, Any, T]], *, with_tools: bool
 ) -> T | InputRequiredResult:
     """One round of a parked run: starts it on the first round, hands it the client's answers on later ones."""
     if ctx.request_state is None:
@@ -121,7 +121,7 @@ async def run_in_rounds(
     return outcome
 
 
-def _park(work: Callable[[Sampler], Awaitable[T]], with_tools: bool) -> tuple[str, _Parked]:
+def _park(work: Callable[[Sampler], Coroutine[Any, Any, T]], with_tools: bool) -> tuple[str, _Parked]:
     sampler = RoundSampler(with_tools=with_tools)
     run_key = secrets.token_urlsafe(16)
     parked = _Parked(asyncio.create_task(work(sampler)), sampler)

@@ -12,6 +12,7 @@ from mcp.types import (
     CreateMessageResultWithTools,
     ModelHint,
     ModelPreferences,
+    Role,
     SamplingMessage,
     TextContent,
     Tool,
@@ -102,7 +103,7 @@ def to_sampling_messages(messages: list[Message], use_tools: bool) -> list[Sampl
                 blocks = [TextContent(text=tool_result_as_text(r)) for r in message.tool_results]
             out.append(SamplingMessage(role="user", content=blocks))
             continue
-        role = "assistant" if message.role == "assistant" else "user"
+        role: Role = "assistant" if message.role == "assistant" else "user"
         blocks = [TextContent(text=message.text)] if message.text else []
         for call in message.tool_calls:
             if use_tools:

@@ -113,6 +113,7 @@ class SQLiteStorage:
         await self._run(write)
 
     async def list_messages(self, thread_id: str, *, last: int | None = None) -> list[StoredMessage]:
+        params: tuple[object, ...]
         if last is None:
             sql, params = "SELECT * FROM messages WHERE thread_id = ? ORDER BY seq", (thread_id,)
         else:
