@@ -88,8 +88,8 @@ class Answer:
         elif isinstance(event, ReasoningDelta):
             await self._open_reasoning()
             self._reasoning.append(event.text)
-            delta = {"id": self._reasoning_id, "text": event.text}
-            await self.emit(ReasoningDeltaChunk(run_id=self.run_id, payload=delta))
+            thought: dict[str, Any] = {"id": self._reasoning_id, "text": event.text}
+            await self.emit(ReasoningDeltaChunk(run_id=self.run_id, payload=thought))
         elif isinstance(event, ReasoningEnd):
             await self._end_reasoning(event)
         elif isinstance(event, Finish):

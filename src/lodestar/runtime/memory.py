@@ -42,7 +42,7 @@ class Memory:
 
     async def open_thread(self, thread: ThreadArg, resource_id: str | None, first_text: str = "") -> Thread:
         """The thread a run continues, created on first use; refuses a thread owned by another resource."""
-        fields = {"id": thread} if isinstance(thread, str) else dict(thread or {})
+        fields: dict[str, Any] = {"id": thread} if isinstance(thread, str) else dict(thread or {})
         thread_id = fields["id"] if "id" in fields else new_id("thread")
         if not isinstance(thread_id, str) or not thread_id.strip():
             raise ThreadError(f"thread id must be a non-empty string, got {thread_id!r}")

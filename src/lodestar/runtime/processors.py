@@ -157,7 +157,8 @@ def _well_formed(part: Any) -> bool:
     if not isinstance(part, BaseChunk):
         return False
     field = type(part).model_fields.get("payload")
-    return field is None or isinstance(getattr(part, "payload", None), field.annotation)
+    expected = field.annotation if field is not None else None
+    return not isinstance(expected, type) or isinstance(getattr(part, "payload", None), expected)
 
 
 def _describe(part: Any) -> str:
@@ -230,9 +231,10 @@ class ProcessorRunner:
             if part.is_data and not getattr(processor, "process_data_parts", False):
                 continue
             args = OutputStreamArgs(**self._base(processor), part=part)
-            part = _checked(await _call(processor, "process_output_stream", args), processor)
-            if part is None:
+            changed = _checked(await _call(processor, "process_output_stream", args), processor)
+            if changed is None:
                 return None
+            part = changed
         return part
 
     async def output_step(self, **fields: Any) -> None:

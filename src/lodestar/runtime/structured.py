@@ -35,7 +35,7 @@ class StructuredOutput:
         """The schema for native JSON-schema output, strict when it can follow OpenAI's strict rules."""
         schema = self.root if self.wrapper is None else _wrap(self.root, self.wrapper)
         strict = strict_schema(schema)
-        return ResponseFormat(name=self.name, schema=strict or schema, strict=strict is not None)
+        return ResponseFormat(name=self.name, schema_=strict or schema, strict=strict is not None)
 
     def instructions(self) -> str:
         """For providers without native JSON schema support: the schema goes into the system prompt."""

@@ -148,8 +148,9 @@ def tool_from_function(
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise TypeError(f"tool {fn.__name__}: *args and **kwargs cannot be described to a model")
         default = ... if param.default is param.empty else param.default
-        documented = {"description": arg_docs[param.name]} if param.name in arg_docs else {}
-        fields[param.name] = (annotation, Field(default, **documented))
+        # Field(description=None) would erase a description the annotation's own Field gives.
+        documented = Field(default, description=arg_docs[param.name]) if param.name in arg_docs else Field(default)
+        fields[param.name] = (annotation, documented)
     tool_name = name or fn.__name__
     args_model = create_model(f"{tool_name}_args", __config__=ConfigDict(extra="forbid"), **fields)
     return Tool(

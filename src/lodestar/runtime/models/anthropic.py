@@ -185,8 +185,8 @@ class MessageReader:
         if kind == "text" and block.get("text"):
             return [TextDelta(block["text"])]
         if kind == "thinking":  # some gateways send the whole signed block here rather than as deltas
-            signed = [ReasoningEnd(signature=block["signature"])] if block.get("signature") else []
-            return ([ReasoningDelta(block["thinking"])] if block.get("thinking") else []) + signed
+            events: list[ModelEvent] = [ReasoningDelta(block["thinking"])] if block.get("thinking") else []
+            return events + ([ReasoningEnd(signature=block["signature"])] if block.get("signature") else [])
         if kind == "redacted_thinking":
             return [ReasoningEnd(redacted=block.get("data", ""))]
         return []

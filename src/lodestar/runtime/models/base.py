@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -137,7 +137,7 @@ async def guarded_stream(model: Model, request: ModelRequest, context: CallConte
 class Model(Protocol):
     provider: str
     model_id: str
-    supports_json_schema: bool
+    supports_json_schema: ClassVar[bool]
 
     def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]: ...
 

@@ -9,7 +9,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -184,7 +184,7 @@ async def sse_events(options: HttpOptions, response: httpx.Response) -> AsyncIte
 
     Comment lines (`: OPENROUTER PROCESSING`) and events without data are skipped, as the SSE spec says.
     """
-    event, data = "message", []
+    event, data = "message", list[str]()
     try:
         async for line in response.aiter_lines():
             if not line:
@@ -293,7 +293,7 @@ def _retry_wait(error: ModelError, attempt: int, options: HttpOptions) -> float:
 
 async def _attempt(
     options: HttpOptions, path: str, body: dict[str, Any], reader: StreamReader
-) -> AsyncIterator[ModelEvent]:
+) -> AsyncGenerator[ModelEvent]:
     chars = WholeChars()
     try:
         async with open_stream(options, path, body) as response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -49,7 +49,7 @@ _REASONS = {"endTurn": "stop", "stopSequence": "stop", "maxTokens": "length", "t
 
 class SamplingModel:
     provider = "sampling"
-    supports_json_schema = False
+    supports_json_schema: ClassVar[bool] = False
 
     def __init__(self, hint: str | None = None) -> None:
         self.model_id = hint or "client"

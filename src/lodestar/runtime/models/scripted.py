@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 from pydantic import BaseModel, Field
@@ -63,7 +63,7 @@ class ScriptedModel:
     """
 
     provider = "scripted"
-    supports_json_schema = True
+    supports_json_schema: ClassVar[bool] = True
 
     def __init__(self, script: Script | None = None, *, model_id: str = "scripted") -> None:
         self.model_id = model_id
