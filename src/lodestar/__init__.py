@@ -2,19 +2,67 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
+from .errors import LodestarError, RunFailure, StorageError, UsageError
+
 __version__ = "0.1.0"
-__all__ = ["Agent", "Lodestar", "ToolContext", "tool"]
+
+# Where each lazily imported name lives (see __getattr__); the error tree is drawn in lodestar.errors.
+_LAZY = {
+    "Agent": "runtime",
+    "Lodestar": "runtime",
+    "ToolContext": "runtime",
+    "tool": "runtime",
+    "ConfigError": "server.http",
+    "CorpusError": "docs.errors",
+    "CorpusLoading": "docs.errors",
+    "DelegationError": "runtime.subagents",
+    "DocsError": "docs.errors",
+    "ModelError": "runtime.models.base",
+    "StructuredOutputError": "runtime.structured",
+    "ThreadError": "runtime.memory",
+    "ToolArgumentsError": "runtime.tools",
+}
+__all__ = [
+    "Agent",
+    "ConfigError",
+    "CorpusError",
+    "CorpusLoading",
+    "DelegationError",
+    "DocsError",
+    "Lodestar",
+    "LodestarError",
+    "ModelError",
+    "RunFailure",
+    "StorageError",
+    "StructuredOutputError",
+    "ThreadError",
+    "ToolArgumentsError",
+    "ToolContext",
+    "UsageError",
+    "tool",
+]
 
 if TYPE_CHECKING:
-    from .runtime import Agent, Lodestar, ToolContext, tool
+    from .docs.errors import CorpusError, CorpusLoading, DocsError
+    from .runtime import (
+        Agent,
+        Lodestar,
+        ModelError,
+        StructuredOutputError,
+        ThreadError,
+        ToolArgumentsError,
+        ToolContext,
+        tool,
+    )
+    from .runtime.subagents import DelegationError
+    from .server.http import ConfigError
 
 
 def __getattr__(name: str) -> Any:
-    """Import the runtime only when asked: the server's start-up time is measured."""
-    if name in __all__:
-        from . import runtime
-
-        return getattr(runtime, name)
+    """Import the runtime (and the rest) only when asked: the server's start-up time is measured."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'lodestar' has no attribute {name!r}")

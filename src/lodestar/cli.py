@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(args_list)
     from pydantic import ValidationError
 
-    from lodestar.docs.errors import DocsError
+    from lodestar.errors import LodestarError
     from lodestar.settings import env_var, load_settings
 
     flags = {k: v for k, v in vars(args).items() if k in _SETTING_FLAGS}
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
             _serve(settings)
         else:
             _run_command(args, settings)
-    except DocsError as exc:
+    except LodestarError as exc:
         sys.exit(f"lodestar-mcp: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import UsageError
 from ..storage import Thread, ThreadStore
 from .messages import Message, from_stored, new_id, to_stored
 
 
-class ThreadError(ValueError):
-    """A thread cannot be used as asked (wrong resource, bad thread argument)."""
+class ThreadError(UsageError, ValueError):
+    """A thread or memory cannot be used as asked: a thread of another resource, an empty thread id, a memory
+    without storage. Raised before the model is called; pass the right thread, resource or storage."""
 
 
 ThreadArg = str | Mapping[str, Any] | None

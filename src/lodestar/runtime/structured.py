@@ -9,13 +9,15 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..errors import RunFailure
 from .models.base import ResponseFormat
 
 _FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
-class StructuredOutputError(ValueError):
-    """The model's final answer is not valid JSON for the requested schema."""
+class StructuredOutputError(RunFailure, ValueError):
+    """The model's final answer is not valid JSON for the requested schema; the run reports it as `result.error`.
+    A clearer schema or instructions, or a model with native JSON-schema output, fix it."""
 
 
 class StructuredOutput:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import RunFailure
 from .context import ToolContext
 from .messages import new_id
 from .tools import Tool, tool_from_function
@@ -12,8 +13,9 @@ if TYPE_CHECKING:
     from .agent import Agent
 
 
-class DelegationError(RuntimeError):
-    """The subagent's run ended in an error or a tripwire; the supervisor's model sees the reason."""
+class DelegationError(RunFailure, RuntimeError):
+    """The subagent's run ended in an error or a tripwire; the supervisor's model reads the reason as the
+    delegation's tool result and decides what to do next."""
 
 
 def agent_tool(sub: Agent) -> Tool:

@@ -14,6 +14,7 @@ from pydantic_core import to_jsonable_python
 
 from .._loops import PerLoop
 from ..arguments import argument_problems
+from ..errors import UsageError
 from .context import ToolContext
 from .models.base import ToolSpec
 
@@ -21,8 +22,9 @@ NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _DOC_ARG = re.compile(r"^\s*(?::param\s+(?:[\w\[\].|]+\s+)?)?(\w+)(?:\s*\([^)]*\))?\s*:\s*(.+)$")
 
 
-class ToolArgumentsError(ValueError):
-    """The model's arguments do not fit the tool's input schema; the message is written for the model."""
+class ToolArgumentsError(UsageError, ValueError):
+    """Arguments that do not fit a tool's input schema, raised by `Tool.validate` and `Tool.execute`. In a run the
+    model reads the message as the tool's result and tries again; a direct caller fixes the arguments."""
 
 
 class Tool:

@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 
 from lodestar._loops import PerLoop
 from lodestar.docs import render
-from lodestar.docs.errors import DocsError
 from lodestar.docs.models import CorporaResult, DocPage, ListResult, SearchResult
 from lodestar.docs.service import DocsService
 from lodestar.docs.waiting import call_when_loaded
@@ -31,11 +30,9 @@ _threads = PerLoop(lambda: anyio.CapacityLimiter(DOCS_THREADS))
 async def _call(
     docs: DocsService, ctx: Context, operation: Callable[[], M], text: Callable[[M], str]
 ) -> CallToolResult:
-    """Answers with text and structured content; service errors become tool errors with their message."""
-    try:
-        result = await when_loaded(docs, ctx, operation)
-    except DocsError as exc:
-        return _error(str(exc))
+    """Answers with text and structured content. A DocsError goes up: the server turns it into a tool error
+    with its message (plain.tool_failure), as it does for every tool."""
+    result = await when_loaded(docs, ctx, operation)
     return CallToolResult(
         content=[TextContent(type="text", text=text(result))], structured_content=result.model_dump(mode="json")
     )
@@ -50,10 +47,6 @@ async def when_loaded(docs: DocsService, ctx: Context | None, work: Callable[[],
             await ctx.report_progress(waited, None, message)
 
     return await call_when_loaded(docs, work, report, _threads.get_current())
-
-
-def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
 def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
@@ -104,11 +97,8 @@ def register_docs_tools(server: MCPServer, docs: DocsService) -> None:
     async def refresh_docs(ctx: Context, corpus: CorpusArg = None) -> Annotated[CallToolResult, CorporaResult]:
         """Re-index documentation files changed since the server started (only the changed files are
         re-read) and load again the corpora that failed to load, reporting progress per corpus."""
-        try:
-            names = await when_loaded(docs, ctx, lambda: docs.refreshable(corpus))
-            for done, name in enumerate(names, 1):
-                note = await when_loaded(docs, None, partial(docs.refresh, name))
-                await ctx.report_progress(done, len(names), note)
-        except DocsError as exc:
-            return _error(str(exc))
+        names = await when_loaded(docs, ctx, lambda: docs.refreshable(corpus))
+        for done, name in enumerate(names, 1):
+            note = await when_loaded(docs, None, partial(docs.refresh, name))
+            await ctx.report_progress(done, len(names), note)
         return await _call(docs, ctx, docs.list_corpora, render.render_corpora)

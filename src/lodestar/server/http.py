@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lodestar.errors import UsageError
 from lodestar.server.http_limits import (
     BoundedH11Protocol,
     ConnectionLimits,
@@ -43,8 +44,9 @@ HOW_TO_AUTHENTICATE = (
 )
 
 
-class ConfigError(Exception):
-    """Settings that cannot be served safely; the message says how to fix them."""
+class ConfigError(UsageError):
+    """Raised when the HTTP server is started with settings it cannot serve safely (a token that is padded, missing
+    or short for a non-loopback host); the message says which flag or variable to change."""
 
 
 def is_loopback(host: str) -> bool:

@@ -16,7 +16,6 @@ from mcp import MCPError
 from mcp.server.context import ServerRequestContext
 from mcp.server.extension import RequestHandler
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import (
     INVALID_PARAMS,
     Completion,
@@ -31,7 +30,6 @@ from mcp.types import (
 from mcp_types.version import is_version_at_least
 from pydantic import Field
 
-from lodestar.docs.errors import DocsError
 from lodestar.docs.service import BUNDLED, Corpus, DocsService
 from lodestar.server.docs_tools import when_loaded
 
@@ -169,10 +167,7 @@ def register_resources(server: MCPServer, docs: DocsService) -> None:
         mime_type=MIME_TYPE,
     )
     async def doc_page(corpus: str, path: str) -> str:
-        try:
-            return await when_loaded(docs, None, lambda: docs.read_all(corpus, path))
-        except DocsError as exc:
-            raise ResourceNotFoundError(str(exc)) from exc
+        return await when_loaded(docs, None, lambda: docs.read_all(corpus, path))  # plain.PlainServer maps errors
 
     async def list_pages(_: ServerRequestContext[Any, Any], params: PaginatedRequestParams) -> ListResourcesResult:
         return await when_loaded(docs, None, lambda: catalog.page(params.cursor))
@@ -204,10 +199,7 @@ def register_resources(server: MCPServer, docs: DocsService) -> None:
         corpus: Annotated[str | None, Field(description="Corpus to search; all corpora if omitted")] = None,
     ) -> str:
         """Answer a question from the documentation: search, read the best sections, cite corpus:path#anchor."""
-        try:
-            await when_loaded(docs, None, lambda: docs.select(corpus))
-        except DocsError as exc:
-            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
+        await when_loaded(docs, None, lambda: docs.select(corpus))  # an unknown corpus: invalid params (plain.py)
         where = f'corpus="{corpus}"' if corpus else "no corpus (to search all corpora)"
         return (
             f"Answer this question from the documentation Lodestar serves:\n\n{question}\n\n"

@@ -6,11 +6,12 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import StorageError
 from .base import Storage, ThreadStore
 from .models import StoredMessage, Thread
 from .sqlite import SQLiteStorage
 
-__all__ = ["SQLiteStorage", "Storage", "StoredMessage", "Thread", "ThreadStore", "default_db_path"]
+__all__ = ["SQLiteStorage", "Storage", "StorageError", "StoredMessage", "Thread", "ThreadStore", "default_db_path"]
 
 
 def default_db_path() -> Path:

@@ -15,6 +15,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import StorageError
+
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x4C4F4453  # "LODS" in the file header: marks the file as Lodestar's
@@ -118,7 +120,7 @@ def _apply(conn: sqlite3.Connection, path: str, migration: Migration) -> None:
             conn.execute(f"PRAGMA user_version={migration.version}")
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
     except sqlite3.Error as exc:
-        raise RuntimeError(
+        raise StorageError(
             f"{path}: upgrading the database schema from version {before} to {migration.version} "
             f"({migration.about}) failed: {exc}; the file is left at version {before}"
         ) from exc
@@ -129,7 +131,7 @@ def _version(conn: sqlite3.Connection, path: str) -> int:
     """The file's schema version; a newer one than this code knows is refused."""
     version: int = conn.execute("PRAGMA user_version").fetchone()["user_version"]
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise StorageError(
             f"{path} was written by a newer Lodestar (schema {version} > {SCHEMA_VERSION}); "
             f"upgrade Lodestar, or {_OWN_PATH} for this version"
         )
@@ -143,8 +145,8 @@ def _check_ours(conn: sqlite3.Connection, path: str) -> None:
         app_id: int = conn.execute("PRAGMA application_id").fetchone()["application_id"]
         tables = {row["name"] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
-        raise RuntimeError(f"{path} is not a SQLite database ({exc}): {_OWN_PATH}") from None
+        raise StorageError(f"{path} is not a SQLite database ({exc}): {_OWN_PATH}") from None
     if app_id == APPLICATION_ID or (app_id == 0 and tables <= UNMARKED_TABLES):
         return
     owner = f"application id {app_id:#x}" if app_id else "tables " + ", ".join(sorted(tables - UNMARKED_TABLES))
-    raise RuntimeError(f"{path} belongs to another program ({owner}); Lodestar will not write to it: {_OWN_PATH}")
+    raise StorageError(f"{path} belongs to another program ({owner}); Lodestar will not write to it: {_OWN_PATH}")

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from ...errors import RunFailure, is_retryable
 from ..messages import Message
 from ..usage import Usage
 
@@ -93,9 +94,12 @@ class Finish:
 ModelEvent = TextDelta | ReasoningDelta | ReasoningEnd | ToolCallStart | ToolCallDelta | Finish
 
 
-class ModelError(Exception):
-    """A provider call failed for good: names the provider, the HTTP status when there was one, and what to do.
+class ModelError(RunFailure):
+    """A model call failed: names the provider, the HTTP status when there was one, and what to do.
 
+    Raised by the model providers (and by a custom model's `stream`); the run turns it into an `error` chunk and
+    `result.error`. `retryable` follows `lodestar.errors.is_retryable` from the HTTP `status` and the failure's
+    `kind` (an error event's type or code, `connection_error`, `timeout`), unless `retryable=` says otherwise.
     `retry_after_s` is the wait the server asked for (HTTP Retry-After), when it asked."""
 
     def __init__(
@@ -104,13 +108,15 @@ class ModelError(Exception):
         message: str,
         *,
         status: int | None = None,
-        retryable: bool = False,
+        kind: str | None = None,
+        retryable: bool | None = None,
         retry_after_s: float | None = None,
     ) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.status = status
-        self.retryable = retryable
+        self.kind = kind
+        self.retryable = is_retryable(status, kind) if retryable is None else retryable
         self.retry_after_s = retry_after_s
 
     def payload(self) -> dict[str, Any]:

@@ -29,11 +29,6 @@ from .base import (
     ToolCallDelta,
 )
 
-RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
-# Error types and codes of errors reported inside a stream: Anthropic's `type`, OpenAI's `type`/`code`.
-RETRY_ERROR_TYPES = frozenset(
-    {"overloaded_error", "api_error", "server_error", "rate_limit_error", "rate_limit_exceeded", "timeout"}
-)
 TRANSIENT_ERRORS = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -42,12 +37,6 @@ TRANSIENT_ERRORS = (
     httpx.WriteError,
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def is_retryable(status: int | None = None, kind: str | None = None) -> bool:
-    """The one rule for what may succeed on a second try: an HTTP refusal's status, or the type or code
-    of an error a provider reported inside its stream (gateways such as OpenRouter use HTTP codes there)."""
-    return status in RETRY_STATUSES or kind in RETRY_ERROR_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +113,7 @@ def status_error(options: HttpOptions, response: httpx.Response) -> ModelError:
     if status in (401, 403) and options.auth_hint:
         message += f". {options.auth_hint}"
     wait = parse_retry_after(response.headers.get("retry-after"))
-    return ModelError(options.provider, message, status=status, retryable=is_retryable(status), retry_after_s=wait)
+    return ModelError(options.provider, message, status=status, retry_after_s=wait)
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -143,14 +132,15 @@ def error_message(error: Any) -> str:
 
 
 def _transport_error(options: HttpOptions, exc: Exception, *, streaming: bool = False) -> ModelError:
-    if isinstance(exc, httpx.TimeoutException):
+    kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection_error"
+    if kind == "timeout":
         what = f"no response within {options.timeout_s:g} s from {options.base_url}"
         what += "; raise timeout_s or check the server"
     elif streaming:
         what = f"the connection to {options.base_url} broke during the answer ({type(exc).__name__}: {exc})"
     else:
         what = f"cannot reach {options.base_url} ({type(exc).__name__}: {exc}); check the URL and that the server runs"
-    return ModelError(options.provider, what, retryable=True)
+    return ModelError(options.provider, what, kind=kind)
 
 
 @asynccontextmanager
@@ -221,10 +211,11 @@ def stream_error(options: HttpOptions, error: Any) -> ModelError:
     fields = error if isinstance(error, dict) else {}
     code = fields.get("code")
     status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else None
-    kind = fields.get("type") or (code if status is None else None)
+    named = fields.get("type") or (code if status is None else None)
+    kind = str(named) if named else None  # a gateway's odd value (a list, an object) is named, not retried
     label = kind or status
     message = "error in the response stream" + (f" ({label})" if label else "") + f": {error_message(error)}"
-    return ModelError(options.provider, message, retryable=is_retryable(status, kind))
+    return ModelError(options.provider, message, status=status, kind=kind)
 
 
 def env_setting(value: str | None, env_var: str, default: str = "") -> str:
@@ -303,7 +294,8 @@ async def _attempt(
                 if reader.ended:
                     break
         if not (reader.ended or reader.raw_reason):
-            raise ModelError(options.provider, "the response stream stopped before the model finished", retryable=True)
+            stopped = "the response stream stopped before the model finished"
+            raise ModelError(options.provider, stopped, kind="connection_error")
         for event in chars.filter(reader.finish()):
             yield event
     except ModelError:
