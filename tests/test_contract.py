@@ -32,6 +32,8 @@ PYTHON_NAMES = [
     ("lodestar", "tool"),
     ("lodestar", "ToolContext"),
     ("lodestar.storage", "SQLiteStorage"),
+    ("lodestar", "LodestarError"),
+    ("lodestar.errors", "is_retryable"),
     pytest.param("lodestar.background", "BackgroundTasksConfig", marks=pytest.mark.xfail(strict=True, reason=NOT_YET)),
 ]
 
