@@ -92,9 +92,6 @@ class Agent:
         """The agent's model, else LODESTAR_MODEL, else the MCP client's model through sampling."""
         return self.model or os.environ.get("LODESTAR_MODEL") or "sampling"
 
-    def tool_map(self) -> dict[str, Tool]:
-        return dict(self.tools)
-
     def bind_storage(self, storage: Storage) -> None:
         """Called by the app: memory without a storage of its own uses the app's."""
         self.storage = storage

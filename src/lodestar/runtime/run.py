@@ -37,6 +37,7 @@ from .chunks import (
 )
 from .context import ToolContext
 from .dispatch import ToolOutcome
+from .memory import Memory
 from .messages import (
     Message,
     MessageInput,
@@ -133,8 +134,9 @@ class Run:
             await self._fail(exc)
         finally:
             self.result.messages = state.new_messages
-            if self._keep:  # a cancelled run still keeps its finished steps: the save runs to its end regardless
-                await asyncio.shield(self._persist())
+            saving = self._persist() if self._keep else None
+            if saving is not None:  # a cancelled run still keeps its finished steps: the save runs to its end
+                await asyncio.shield(saving)
         await self.sink(FinishChunk(run_id=state.run_id, payload=self._finish_payload()))
         return self.result
 
@@ -148,12 +150,12 @@ class Run:
         if not done:
             running = ", ".join(sorted(set(self._running.values()))) or "none"
             logger.warning(
-                "run %s of agent %s was closed, but its tools (%s) did not stop within %.1f s of the cancellation: "
-                "the run no longer waits for them, and what they do now reaches neither the model nor memory",
+                "run %s of agent %s did not stop within %.1f s of being closed (tools still running: %s): it is "
+                "left behind, and nothing it does from now on reaches the model, memory or the stream",
                 self.run_id,
                 self.plan.agent_id,
-                running,
                 CLOSE_GRACE_S,
+                running,
             )
         elif not body.cancelled():
             body.exception()  # retrieved: the caller is gone, and a failure was logged where it happened
@@ -297,7 +299,8 @@ class Run:
     def _request(self, model: Model, tools: Mapping[str, Tool], tool_choice: str, system: str | None) -> ModelRequest:
         system = system if system is not None else self.state.system
         conversation = self.state.conversation
-        hoisted = [m.text for m in conversation if m.role == "system"]
+        messages = [m for m in conversation if m.role != "system"]
+        hoisted = [m.text for m in conversation if m.role == "system"] if len(messages) < len(conversation) else []
         response_format = None
         structured = self.plan.structured
         if structured:
@@ -308,7 +311,7 @@ class Run:
         prompt = "\n\n".join(p for p in [system or "", *hoisted] if p) or None
         return ModelRequest(
             system=prompt,
-            messages=[m for m in conversation if m.role != "system"],
+            messages=messages,
             tools=[t.spec for t in tools.values()],
             tool_choice=tool_choice if tools else "none",
             response_format=response_format,
@@ -425,18 +428,17 @@ class Run:
         logger.warning("run %s of agent %s failed: %s", self.run_id, self.plan.agent_id, exc)
         await self.sink(ErrorChunk(run_id=self.run_id, payload={"error": error}))
 
-    def _persist(self) -> asyncio.Future[None]:
-        """Start saving the run's new messages as they are now, once: a later call gets the same save."""
-        if self._saving is None:
-            self._saving = asyncio.ensure_future(self._save(list(self.state.new_messages)))
+    def _persist(self) -> asyncio.Future[None] | None:
+        """Start saving the run's new messages as they are now, once: a later call gets the same save.
+        None when the run has no thread to save to."""
+        memory, thread_id = self.plan.memory, self.state.thread_id
+        if self._saving is None and memory is not None and thread_id is not None:
+            self._saving = asyncio.ensure_future(self._save(memory, thread_id, list(self.state.new_messages)))
         return self._saving
 
-    async def _save(self, messages: list[Message]) -> None:
-        thread_id = self.state.thread_id
-        if self.plan.memory is None or thread_id is None:
-            return
+    async def _save(self, memory: Memory, thread_id: str, messages: list[Message]) -> None:
         try:
-            await self.plan.memory.save(thread_id, messages)
+            await memory.save(thread_id, messages)
         except Exception:
             logger.exception("run %s: could not save %d messages to thread %s", self.run_id, len(messages), thread_id)
             raise
