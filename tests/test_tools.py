@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from lodestar.runtime import Agent, Memory, Tool, ToolArgumentsError, ToolContext, tool
 from lodestar.runtime.chunks import Chunk
 from lodestar.runtime.models.scripted import ScriptedModel, call, calls, reply
-from lodestar.runtime.tools import parse_docstring, tool_from_function
+from lodestar.runtime.tools import ToolBackgroundConfig, parse_docstring, tool_from_function
 from lodestar.storage import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
@@ -556,3 +556,43 @@ async def test_argument_errors_are_plain_words() -> None:
         "invalid arguments for tool search: query is required; limit must be between 1 and 20, got 50; "
         "unknown argument 'qeury' (did you mean 'query'?); it takes query, limit"
     )
+
+
+def test_background_config_is_typed_and_accepts_a_dict_a_model_or_a_bool() -> None:
+    @tool(background={"enabled": True, "timeout_ms": 600_000, "max_retries": 1})
+    async def research(topic: str) -> str:
+        """Research."""
+        return topic
+
+    assert research.background == ToolBackgroundConfig(enabled=True, timeout_ms=600_000, max_retries=1)
+    assert research.background.wait_timeout_ms is None
+    mastra_names = tool_from_function(research.fn, background={"enabled": True, "timeoutMs": 5, "waitTimeoutMs": 0})
+    assert mastra_names.background == ToolBackgroundConfig(enabled=True, timeout_ms=5, wait_timeout_ms=0)
+    assert tool_from_function(research.fn, background=True).background == ToolBackgroundConfig(enabled=True)
+    given = ToolBackgroundConfig(max_retries=2)
+    assert tool_from_function(research.fn, background=given).background is given
+    assert tool_from_function(research.fn).background is None
+
+
+@pytest.mark.parametrize(
+    ("background", "message"),
+    [
+        ({"enabled": True, "timeout": 5}, "unknown argument 'timeout' (did you mean 'timeout_ms'?)"),
+        ({"timeout_ms": 0}, "timeout_ms must be over 0, got 0"),
+        ({"max_retries": "many"}, "max_retries must be a whole number"),
+    ],
+)
+def test_a_bad_background_config_fails_when_the_tool_is_defined(background: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match="tool research: invalid background config") as info:
+
+        @tool(background=background)
+        async def research(topic: str) -> str:
+            """Research."""
+            return topic
+
+    assert message in str(info.value)
+
+
+def test_background_must_be_a_mapping_a_model_or_a_bool() -> None:
+    with pytest.raises(TypeError, match="background must be a dict"):
+        tool_from_function(parse_docstring, background="yes")  # type: ignore[arg-type]

@@ -6,14 +6,16 @@ from .agent import Agent, AgentStream
 from .app import Lodestar
 from .chunks import BaseChunk, Chunk, DataChunk, parse_chunk
 from .context import ToolContext, ToolWriter
+from .dispatch import InlineDispatcher, ToolDispatcher, ToolOutcome
 from .memory import Memory, ThreadError
 from .messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
 from .models import ModelError, ModelSettings, resolve_model
 from .options import RunOptions
+from .plan import RunPlan, RunState
 from .processors import InputResult, Processor, StepOverrides, TripWire, TripwireInfo
 from .result import RunError, RunResult, StepResult, ToolCallRecord, ToolResultRecord
 from .structured import StructuredOutputError
-from .tools import Tool, ToolArgumentsError, tool
+from .tools import Tool, ToolArgumentsError, ToolBackgroundConfig, tool
 from .usage import Usage
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "BaseChunk",
     "Chunk",
     "DataChunk",
+    "InlineDispatcher",
     "InputResult",
     "Lodestar",
     "Memory",
@@ -32,7 +35,9 @@ __all__ = [
     "ReasoningPart",
     "RunError",
     "RunOptions",
+    "RunPlan",
     "RunResult",
+    "RunState",
     "StepOverrides",
     "StepResult",
     "StructuredOutputError",
@@ -40,9 +45,12 @@ __all__ = [
     "ThreadError",
     "Tool",
     "ToolArgumentsError",
+    "ToolBackgroundConfig",
     "ToolCallPart",
     "ToolCallRecord",
     "ToolContext",
+    "ToolDispatcher",
+    "ToolOutcome",
     "ToolResultPart",
     "ToolResultRecord",
     "ToolWriter",

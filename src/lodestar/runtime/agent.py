@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import re
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .chunks import Chunk
+from .dispatch import INLINE, ToolDispatcher
 from .memory import Memory, ThreadError
 from .messages import MessageInput
-from .models.base import Model
+from .models import resolve_model
+from .models.base import Model, ModelSettings
 from .options import RunOptions
+from .plan import Instructions, RunPlan
 from .result import RunResult
-from .run import Run
+from .run import Run, Sink
+from .structured import StructuredOutput
+from .subagents import delegation_tool
 from .tools import Tool, tool_map
 
 if TYPE_CHECKING:
     from ..storage import Storage
 
 AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,48}\Z")
-Instructions = str | Callable[[Mapping[str, Any]], str | Awaitable[str]]
 _END = object()
 
 
@@ -43,6 +48,7 @@ class Agent:
         max_steps: int = 5,
         max_processor_retries: int | None = None,
         default_options: Mapping[str, Any] | None = None,
+        tool_dispatcher: ToolDispatcher | None = None,
     ) -> None:
         if not AGENT_ID.match(id):
             raise ValueError(f"agent id {id!r} must be 1-48 letters, digits, '_' or '-' (it names MCP tools)")
@@ -60,13 +66,12 @@ class Agent:
         self.max_processor_retries = max_processor_retries
         self.default_options = dict(default_options or {})
         RunOptions.merge(self.default_options, {})  # a typo in default_options fails here, not on the first call
+        self.tool_dispatcher: ToolDispatcher = tool_dispatcher or INLINE
         self.storage: Storage | None = None
         self.tools = tool_map(tools)
         self.agents = list(agents)
         for sub in self.agents:
-            from .subagents import agent_tool
-
-            delegate = agent_tool(sub)
+            delegate = sub.as_tool()
             if delegate.name in self.tools:
                 raise ValueError(f"agent {id}: subagent tool {delegate.name!r} clashes with a tool of the same name")
             self.tools[delegate.name] = delegate
@@ -74,12 +79,18 @@ class Agent:
     def __repr__(self) -> str:
         return f"Agent({self.id!r})"
 
+    def as_tool(self, name: str | None = None, description: str | None = None) -> Tool:
+        """This agent as a tool for another agent: named `agent-<id>` and described by the agent's description
+        unless told otherwise. The caller's model writes a `prompt`; the answer is this agent's text (or object)."""
+        return delegation_tool(
+            self,
+            name=name or f"agent-{self.id}",
+            description=description or self.description or f"Delegate a task to the {self.name} agent.",
+        )
+
     def model_spec(self) -> str | Model:
         """The agent's model, else LODESTAR_MODEL, else the MCP client's model through sampling."""
         return self.model or os.environ.get("LODESTAR_MODEL") or "sampling"
-
-    def tool_map(self) -> dict[str, Tool]:
-        return dict(self.tools)
 
     def bind_storage(self, storage: Storage) -> None:
         """Called by the app: memory without a storage of its own uses the app's."""
@@ -100,47 +111,81 @@ class Agent:
             )
         return self.memory
 
-    async def resolve_instructions(self, options: RunOptions) -> str:
-        if options.instructions is not None:
-            return options.instructions
-        if callable(self.instructions):
-            text = self.instructions(options.request_context)
-            return await text if inspect.isawaitable(text) else text
-        return self.instructions
+    def plan(self, options: RunOptions) -> RunPlan:
+        """What a run with these options does: the call's options over the agent's settings. Caller mistakes
+        (an unknown model, a thread without memory) raise here, before anything runs."""
+        uses_memory = options.thread is not None or options.resource is not None
+        return RunPlan(
+            agent_id=self.id,
+            model=resolve_model(options.model or self.model_spec()),
+            tools=MappingProxyType(dict(self.tools)),
+            tool_choice=options.tool_choice or "auto",
+            settings=options.model_settings or ModelSettings(),
+            instructions=options.instructions if options.instructions is not None else self.instructions,
+            input_processors=tuple(_first(options.input_processors, self.input_processors)),
+            output_processors=tuple(_first(options.output_processors, self.output_processors)),
+            memory=self.get_memory() if uses_memory else None,
+            thread=options.thread,
+            resource=options.resource,
+            last_messages=options.last_messages,
+            max_steps=options.max_steps or self.max_steps,
+            max_processor_retries=_first(options.max_processor_retries, self.max_processor_retries, 0),
+            structured=StructuredOutput(options.structured_output) if options.structured_output else None,
+            request_context=options.request_context,
+            sampler=options.sampler,
+            dispatcher=self.tool_dispatcher,
+        )
 
-    def _options(self, given: Mapping[str, Any]) -> RunOptions:
-        return RunOptions.merge(self.default_options, given)
+    def _run(self, messages: MessageInput, given: Mapping[str, Any]) -> Run:
+        options = RunOptions.merge(self.default_options, given)
+        return Run(self.plan(options), messages, run_id=options.run_id)
 
     async def generate(self, messages: MessageInput, **options: Any) -> RunResult:
         """Run to the end and return the result; provider failures land in `result.error`, not raised."""
-        return await Run(self, messages, self._options(options)).execute()
+        return await self._run(messages, options).execute()
 
     def stream(self, messages: MessageInput, **options: Any) -> AgentStream:
         """Chunks as they happen: `async for chunk in agent.stream(...)`, then `await stream.result()`.
 
         Use `async with agent.stream(...) as stream:` to stop the run as soon as you leave the block early.
         """
-        return AgentStream(self, messages, self._options(options))
+        run = self._run(messages, options)
+        return AgentStream(run.execute, run_id=run.run_id)
 
     def stream_until_idle(self, messages: MessageInput, **options: Any) -> AgentStream:
         """Like stream(); with background tasks it also waits for them (up to `max_idle_ms`)."""
         return self.stream(messages, **options)
 
 
-class AgentStream:
-    """An async iterator of one run's chunks; the run starts on first iteration and stops when the stream closes."""
+Producer = Callable[[Sink], Awaitable[RunResult]]
+Continuation = Callable[[Sink], Awaitable[object]]
 
-    def __init__(self, agent: Agent, messages: MessageInput, options: RunOptions, *, buffer: int = 256) -> None:
-        self._run = Run(agent, messages, options)
+
+class AgentStream:
+    """An async iterator of chunks written by producers: one run, then any turns chained after it with `then()`.
+
+    The first producer starts on first iteration; the stream ends when the last chained turn ends, and stops
+    them when it is closed. As in Mastra's `streamUntilIdle`, every turn brings its own `start` ... `finish`
+    chunks, and the aggregates (`await stream.result()`, `stream.text`, ...) are the first turn's.
+    """
+
+    def __init__(self, producer: Producer, *, run_id: str, buffer: int = 256) -> None:
+        self.run_id = run_id
+        self._producer = producer
+        self._turns: deque[Continuation] = deque()
         self._buffer = buffer
         self._started = False
+        self._ended = False
         self._chunks: AsyncGenerator[Chunk, None] | None = None
         self._result: RunResult | None = None
         self._error: Exception | None = None
 
-    @property
-    def run_id(self) -> str:
-        return self._run.run_id
+    def then(self, turn: Continuation) -> None:
+        """Chain a turn: it writes into this stream once the turns before it end. A running turn may chain the
+        next one; chaining after the last turn ended is an error."""
+        if self._ended:
+            raise RuntimeError("this stream has ended: chain a turn before its last turn ends")
+        self._turns.append(turn)
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
         if self._started:
@@ -163,7 +208,6 @@ class AgentStream:
 
     async def _iterate(self) -> AsyncGenerator[Chunk, None]:
         queue: asyncio.Queue[Any] = asyncio.Queue(self._buffer)
-        self._run.sink = queue.put
         task = asyncio.create_task(self._produce(queue))
         try:
             while (item := await queue.get()) is not _END:
@@ -176,20 +220,24 @@ class AgentStream:
         finally:
             if not task.done():
                 task.cancel()
-                await asyncio.wait({task})  # never swallows the consumer's own cancellation
+                await asyncio.wait({task})  # never swallows the consumer's own cancellation; a run stops promptly
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: the consumer has seen it, or has gone
 
     async def _produce(self, queue: asyncio.Queue[Any]) -> RunResult:
-        """Runs the agent; the end marker goes in only when the run ended by itself (a cancelled run has
+        """Runs the turns; the end marker goes in only when they ended by themselves (a cancelled stream has
         no reader left, and waiting to put into a full queue would never end)."""
         try:
-            result = await self._run.execute()
+            result = await self._producer(queue.put)
+            while self._turns:
+                await self._turns.popleft()(queue.put)
         except asyncio.CancelledError:
             raise
         except BaseException:
             await queue.put(_END)
             raise
+        finally:
+            self._ended = True
         await queue.put(_END)
         return result
 
@@ -214,3 +262,7 @@ class AgentStream:
                 f"stream.{name} is known once the stream has ended: iterate it, or await stream.result()"
             )
         return getattr(self._result, name)
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)

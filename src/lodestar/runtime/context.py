@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -55,7 +54,7 @@ class ToolContext:
         self.emit = emit
         self.sampler = sampler  # the MCP client's sampler, passed on to subagents
         self.writer = ToolWriter(self)
-        self._cancelled = threading.Event()
+        self._cancelled = False  # a bool is safe to read from a tool's thread, and cheaper than an Event per call
 
     async def progress(self, message: str, fraction: float | None = None) -> None:
         """Report how far the tool has got; `fraction` is between 0 and 1 when known."""
@@ -66,7 +65,7 @@ class ToolContext:
     @property
     def cancelled(self) -> bool:
         """True once the run was cancelled; synchronous tools running in a thread poll it to stop early."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True

@@ -1,4 +1,6 @@
-"""Subagents: an agent offered to its supervisor as a tool, run on a fresh thread for each delegation."""
+"""Subagents: an agent offered to its supervisor as a tool, run on a fresh thread for each delegation.
+
+`Agent.as_tool()` builds the tool here; this module never imports the agent module, so either imports alone."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ class DelegationError(RunFailure, RuntimeError):
     delegation's tool result and decides what to do next."""
 
 
-def agent_tool(sub: Agent) -> Tool:
+def delegation_tool(sub: Agent, *, name: str, description: str) -> Tool:
+    """A tool that hands the caller's `prompt` to `sub` and answers with its text, or its object."""
+
     async def delegate(prompt: str, ctx: ToolContext) -> Any:
         """Hand a task to the subagent and get its answer.
 
@@ -43,5 +47,4 @@ def agent_tool(sub: Agent) -> Tool:
             raise DelegationError(f"stopped by processor {result.tripwire.processor_id}: {result.tripwire.reason}")
         return result.object if result.object is not None else result.text
 
-    description = sub.description or f"Delegate a task to the {sub.name} agent."
-    return tool_from_function(delegate, name=f"agent-{sub.id}", description=description)
+    return tool_from_function(delegate, name=name, description=description)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, get_args, get_origin, get_type_hints, overloa
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic.alias_generators import to_camel
 from pydantic_core import to_jsonable_python
 
 from .._loops import PerLoop
@@ -27,6 +28,46 @@ class ToolArgumentsError(UsageError, ValueError):
     model reads the message as the tool's result and tries again; a direct caller fixes the arguments."""
 
 
+class ToolBackgroundConfig(BaseModel):
+    """`@tool(background=...)`: whether and how the tool runs as a background task (Mastra's tool-level
+    `backgroundTasks`). Only a background task manager reads it: without one, every tool runs inline.
+
+    Names are snake_case (`timeout_ms`); Mastra's camelCase (`timeoutMs`) is accepted too. Unknown names are an
+    error when the tool is defined, so a typo cannot silently leave a tool in the foreground."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=True, validate_by_alias=True
+    )
+
+    enabled: bool = Field(False, description="run this tool in the background when a task manager is enabled")
+    timeout_ms: int | None = Field(
+        None, gt=0, description="the task fails after this long; unset: the manager's default"
+    )
+    max_retries: int | None = Field(None, ge=0, description="attempts after a failure before the task is failed")
+    wait_timeout_ms: int | None = Field(
+        None, ge=0, description="how long the step waits for the task before going on without it; unset: no wait"
+    )
+
+
+BackgroundArg = ToolBackgroundConfig | Mapping[str, Any] | bool | None
+
+
+def background_config(value: BackgroundArg, tool_name: str) -> ToolBackgroundConfig | None:
+    """`True` is `{"enabled": True}`; a mapping is checked field by field, naming what is wrong."""
+    if value is None or isinstance(value, ToolBackgroundConfig):
+        return value
+    if isinstance(value, bool):
+        return ToolBackgroundConfig(enabled=value)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"tool {tool_name}: background must be a dict, a ToolBackgroundConfig or a bool, got {value!r}")
+    try:
+        return ToolBackgroundConfig.model_validate(value)
+    except ValidationError as exc:
+        fields: dict[str, Any] = {name: {} for name in ToolBackgroundConfig.model_fields}
+        problems = argument_problems(exc.errors(), fields)
+        raise ValueError(f"tool {tool_name}: invalid background config: {problems}") from None
+
+
 class Tool:
     """A callable a model may ask for. Build one with `@tool`, or directly for a hand-written schema."""
 
@@ -40,7 +81,7 @@ class Tool:
         output_schema: dict[str, Any] | None = None,
         args_model: type[BaseModel] | None = None,
         context_param: str | None = None,
-        background: Mapping[str, Any] | None = None,
+        background: BackgroundArg = None,
     ) -> None:
         if not NAME.match(name):
             raise ValueError(f"tool name {name!r} must be 1-64 letters, digits, '_' or '-'")
@@ -51,7 +92,7 @@ class Tool:
         self.output_schema = output_schema
         self.args_model = args_model
         self.context_param = context_param
-        self.background = dict(background) if background else None
+        self.background = background_config(background, name)
         self.is_async = inspect.iscoroutinefunction(inspect.unwrap(fn))
 
     def __repr__(self) -> str:
@@ -71,7 +112,7 @@ class Tool:
         except ValidationError as exc:
             problems = argument_problems(exc.errors(), self.input_schema.get("properties", {}))
             raise ToolArgumentsError(f"invalid arguments for tool {self.name}: {problems}") from None
-        return {field: getattr(parsed, field) for field in type(parsed).model_fields}
+        return dict(parsed.__dict__)  # the fields, as parsed (extra names are refused, so there are no others)
 
     async def execute(self, args: Mapping[str, Any], context: ToolContext) -> Any:
         """Validate, call (sync functions in a worker thread), and return a JSON-ready result."""
@@ -97,7 +138,7 @@ class Tool:
 def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, background: Mapping[str, Any] | None = None
+    *, name: str | None = None, description: str | None = None, background: BackgroundArg = None
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -107,7 +148,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    background: Mapping[str, Any] | None = None,
+    background: BackgroundArg = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a tool of a function: `@tool` or `@tool(name=..., description=..., background={...})`."""
 
@@ -136,7 +177,7 @@ def tool_from_function(
     *,
     name: str | None = None,
     description: str | None = None,
-    background: Mapping[str, Any] | None = None,
+    background: BackgroundArg = None,
 ) -> Tool:
     summary, arg_docs = parse_docstring(inspect.getdoc(fn) or "")
     hints = get_type_hints(fn, include_extras=True)

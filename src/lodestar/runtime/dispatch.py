@@ -1,0 +1,40 @@
+"""The seam between the run loop and tool execution: the loop hands every tool call to a dispatcher.
+
+Today calls run inline, awaited within their step. A background task manager implements the same protocol
+and answers at once with a "task started" result, so moving work to the background never touches the loop.
+What a dispatcher raises becomes a tool error the model sees, exactly as if the tool itself had raised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from .context import ToolContext
+from .messages import ToolCallPart
+from .tools import Tool
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What the model is told about one call: the JSON-ready result, or the error message when `is_error`."""
+
+    result: Any
+    is_error: bool = False
+
+
+@runtime_checkable
+class ToolDispatcher(Protocol):
+    """Runs (or starts) one tool call. `call.args` are the model's arguments, not yet validated."""
+
+    async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome: ...
+
+
+class InlineDispatcher:
+    """Runs the tool now, in the step that called it: the default."""
+
+    async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome:
+        return ToolOutcome(await tool.execute(call.args, context))
+
+
+INLINE = InlineDispatcher()
