@@ -5,7 +5,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import LodestarError, RunFailure, StorageError, UsageError
+from .errors import (
+    InvalidTypeError,
+    InvalidValueError,
+    LodestarError,
+    RunFailure,
+    StorageError,
+    UnknownNameError,
+    UsageError,
+)
 
 __version__ = "0.1.0"
 
@@ -32,6 +40,8 @@ __all__ = [
     "CorpusLoading",
     "DelegationError",
     "DocsError",
+    "InvalidTypeError",
+    "InvalidValueError",
     "Lodestar",
     "LodestarError",
     "ModelError",
@@ -41,6 +51,7 @@ __all__ = [
     "ThreadError",
     "ToolArgumentsError",
     "ToolContext",
+    "UnknownNameError",
     "UsageError",
     "tool",
 ]

@@ -3,6 +3,9 @@
     LodestarError
     ├── UsageError                  the caller's mistake: fix the call as the message says
     │   ├── ConfigError             server settings that cannot be served safely           lodestar.server.http
+    │   ├── InvalidValueError       a value that is not valid: an id, a limit, an option (ValueError)
+    │   ├── InvalidTypeError        an argument of the wrong kind: a tool, a schema (TypeError)
+    │   ├── UnknownNameError        a name nothing answers to: an agent id (KeyError)
     │   ├── ThreadError             a thread or memory used as it cannot be (ValueError)    lodestar.runtime
     │   └── ToolArgumentsError      arguments that do not fit a tool's schema (ValueError)   lodestar.runtime
     ├── RunFailure                  a run could not finish; the run reports it, never raises it
@@ -59,6 +62,23 @@ class LodestarError(Exception):
 class UsageError(LodestarError):
     """The caller's mistake (an option, an argument, a thread, a setting); the message says what to change.
     Raised before any work is done, so nothing needs undoing."""
+
+
+class InvalidValueError(UsageError, ValueError):
+    """Raised when a value given to Lodestar is not valid (an agent or tool id, a limit, a run option, a model id,
+    an empty message list); the message names the value and what is allowed."""
+
+
+class InvalidTypeError(UsageError, TypeError):
+    """Raised when an argument is of the wrong kind (a function that cannot be a tool, a structured output that is
+    no type, background config that is no dict); the message says what to pass instead."""
+
+
+class UnknownNameError(UsageError, KeyError):
+    """Raised when a name nothing answers to is looked up (an agent id in an app); the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError's own would show the message in quotes
+        return str(self.args[0]) if self.args else ""
 
 
 class RunFailure(LodestarError):

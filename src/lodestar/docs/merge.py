@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from lodestar.docs.search import Match
     from lodestar.docs.service import Corpus
 
-BUNDLED_SHARE = 4  # with a user's corpora searched too, at most one hit in four is a bundled page
+BUNDLED_SHARE = 4  # with a user's corpora searched too, a user's hit comes first and at most one in four is bundled
 SAME_PAGE_RATIO = 0.9  # sections this similar (difflib ratio on their normalised text) count as one page
 COMPARED_CHARS = 4000  # how much of two sections is compared
 
@@ -35,13 +35,14 @@ def merge(hits: Sequence[Ranked], bundled: str, wanted: int) -> list[Ranked]:
 
 
 def _bundled_last(ordered: list[Ranked], bundled: str) -> list[Ranked]:
-    """Keeps score order, except that a bundled hit waits while it would make more than one in BUNDLED_SHARE."""
+    """Keeps score order, except that a bundled hit waits while it would come first or make more than one in
+    BUNDLED_SHARE: the user added their corpora to search them."""
     ours = [h for h in ordered if h.corpus.name == bundled]
     theirs = [h for h in ordered if h.corpus.name != bundled]
     out: list[Ranked] = []
     taken = 0
     while ours and theirs:
-        allowed = taken < math.ceil((len(out) + 1) / BUNDLED_SHARE)
+        allowed = taken < math.ceil(len(out) / BUNDLED_SHARE)
         if allowed and ours[0].match.score >= theirs[0].match.score:
             out.append(ours.pop(0))
             taken += 1

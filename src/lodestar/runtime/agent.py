@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidValueError
 from .chunks import Chunk
 from .dispatch import INLINE, ToolDispatcher
 from .memory import Memory, ThreadError
@@ -51,9 +52,9 @@ class Agent:
         tool_dispatcher: ToolDispatcher | None = None,
     ) -> None:
         if not AGENT_ID.match(id):
-            raise ValueError(f"agent id {id!r} must be 1-48 letters, digits, '_' or '-' (it names MCP tools)")
+            raise InvalidValueError(f"agent id {id!r} must be 1-48 letters, digits, '_' or '-' (it names MCP tools)")
         if max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+            raise InvalidValueError(f"max_steps must be at least 1, got {max_steps}")
         self.id = id
         self.name = name or id
         self.description = description
@@ -73,7 +74,9 @@ class Agent:
         for sub in self.agents:
             delegate = sub.as_tool()
             if delegate.name in self.tools:
-                raise ValueError(f"agent {id}: subagent tool {delegate.name!r} clashes with a tool of the same name")
+                raise InvalidValueError(
+                    f"agent {id}: subagent tool {delegate.name!r} clashes with a tool of the same name"
+                )
             self.tools[delegate.name] = delegate
 
     def __repr__(self) -> str:

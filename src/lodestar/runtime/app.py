@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import InvalidValueError, UnknownNameError
 from ..storage import SQLiteStorage, Storage, default_db_path
 from .agent import Agent
 
@@ -19,7 +20,7 @@ class Lodestar:
 
     def add_agent(self, agent: Agent) -> None:
         if agent.id in self.agents:
-            raise ValueError(f"two agents have the id {agent.id!r}: agent ids must be unique in an app")
+            raise InvalidValueError(f"two agents have the id {agent.id!r}: agent ids must be unique in an app")
         agent.bind_storage(self.storage)
         self.agents[agent.id] = agent
 
@@ -28,4 +29,4 @@ class Lodestar:
             return self.agents[agent_id]
         except KeyError:
             known = ", ".join(sorted(self.agents)) or "none"
-            raise KeyError(f"no agent {agent_id!r}; the agents are: {known}") from None
+            raise UnknownNameError(f"no agent {agent_id!r}; the agents are: {known}") from None

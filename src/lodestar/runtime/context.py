@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from ..errors import InvalidValueError
 from .chunks import Chunk, DataChunk, ToolOutputChunk, discard
 
 Emit = Callable[[Chunk], Awaitable[None]]
@@ -59,7 +60,7 @@ class ToolContext:
     async def progress(self, message: str, fraction: float | None = None) -> None:
         """Report how far the tool has got; `fraction` is between 0 and 1 when known."""
         if fraction is not None and not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"progress fraction must be between 0 and 1, got {fraction}")
+            raise InvalidValueError(f"progress fraction must be between 0 and 1, got {fraction}")
         await self.writer.write({"type": "progress", "message": message, "progress": fraction})
 
     @property

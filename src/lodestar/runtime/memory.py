@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import InvalidValueError, UsageError
 from ..storage import Thread, ThreadStore
 from .messages import Message, from_stored, new_id, to_stored
 
@@ -27,7 +27,7 @@ class Memory:
 
     def __init__(self, storage: ThreadStore | None = None, *, last_messages: int = 20) -> None:
         if last_messages < 0:
-            raise ValueError(f"last_messages must be 0 or more, got {last_messages}")
+            raise InvalidValueError(f"last_messages must be 0 or more, got {last_messages}")
         self._storage = storage
         self.last_messages = last_messages
 

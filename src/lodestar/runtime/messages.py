@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..errors import InvalidValueError
 from ..storage.models import StoredMessage, utcnow
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -92,7 +93,7 @@ def to_messages(value: MessageInput) -> list[Message]:
         return [_one_message(value)]
     messages = [text_message("user", item) if isinstance(item, str) else _one_message(item) for item in value]
     if not messages:
-        raise ValueError("messages is empty: pass a string or at least one message")
+        raise InvalidValueError("messages is empty: pass a string or at least one message")
     return messages
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..arguments import argument_problems
+from ..errors import InvalidValueError
 from .memory import ThreadArg
 from .models.base import ModelSettings
 
@@ -38,7 +39,7 @@ class RunOptions(BaseModel):
     @classmethod
     def _not_yet(cls, value: int) -> int:
         """Only validated when given: waiting for background tasks comes with them."""
-        raise ValueError(
+        raise InvalidValueError(
             "max_idle_ms is not available yet: background tasks are still being built, so there is nothing to "
             "wait for; leave it out"
         )
@@ -49,4 +50,4 @@ class RunOptions(BaseModel):
             return cls.model_validate({**defaults, **{k: v for k, v in given.items() if v is not None}})
         except ValidationError as exc:
             properties: dict[str, Any] = {key: {} for key in cls.model_fields}  # names for "did you mean"
-            raise ValueError(f"invalid run options: {argument_problems(exc.errors(), properties)}") from None
+            raise InvalidValueError(f"invalid run options: {argument_problems(exc.errors(), properties)}") from None

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from ..errors import RunFailure
+from ..errors import InvalidTypeError, RunFailure
 from .models.base import ResponseFormat
 
 _FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
@@ -26,7 +26,9 @@ class StructuredOutput:
             self.adapter: TypeAdapter[Any] = TypeAdapter(schema)
             self.json_schema = self.adapter.json_schema()
         except Exception as exc:
-            raise TypeError(f"structured_output must be a pydantic model or type, got {schema!r}: {exc}") from exc
+            raise InvalidTypeError(
+                f"structured_output must be a pydantic model or type, got {schema!r}: {exc}"
+            ) from exc
         self.name = re.sub(r"[^A-Za-z0-9_-]", "_", getattr(schema, "__name__", "output"))[:64]
         self.root = _object_root(self.json_schema)
         # A root that is not an object (a list, a string, a union) goes out wrapped in one property, as the AI SDK

@@ -15,7 +15,7 @@ from pydantic_core import to_jsonable_python
 
 from .._loops import PerLoop
 from ..arguments import argument_problems
-from ..errors import UsageError
+from ..errors import InvalidTypeError, InvalidValueError, UsageError
 from .context import ToolContext
 from .models.base import ToolSpec
 
@@ -59,13 +59,15 @@ def background_config(value: BackgroundArg, tool_name: str) -> ToolBackgroundCon
     if isinstance(value, bool):
         return ToolBackgroundConfig(enabled=value)
     if not isinstance(value, Mapping):
-        raise TypeError(f"tool {tool_name}: background must be a dict, a ToolBackgroundConfig or a bool, got {value!r}")
+        raise InvalidTypeError(
+            f"tool {tool_name}: background must be a dict, a ToolBackgroundConfig or a bool, got {value!r}"
+        )
     try:
         return ToolBackgroundConfig.model_validate(value)
     except ValidationError as exc:
         fields: dict[str, Any] = {name: {} for name in ToolBackgroundConfig.model_fields}
         problems = argument_problems(exc.errors(), fields)
-        raise ValueError(f"tool {tool_name}: invalid background config: {problems}") from None
+        raise InvalidValueError(f"tool {tool_name}: invalid background config: {problems}") from None
 
 
 class Tool:
@@ -84,7 +86,7 @@ class Tool:
         background: BackgroundArg = None,
     ) -> None:
         if not NAME.match(name):
-            raise ValueError(f"tool name {name!r} must be 1-64 letters, digits, '_' or '-'")
+            raise InvalidValueError(f"tool name {name!r} must be 1-64 letters, digits, '_' or '-'")
         self.fn = fn
         self.name = name
         self.description = description
@@ -165,9 +167,9 @@ def tool_map(tools: Sequence[Tool | Callable[..., Any]] | Mapping[str, Tool | Ca
     for name, item in named:
         made = item if isinstance(item, Tool) else tool_from_function(item, name=name)
         if name is not None and made.name != name:
-            raise ValueError(f"tool {made.name!r} is listed under the name {name!r}: use the same name for both")
+            raise InvalidValueError(f"tool {made.name!r} is listed under the name {name!r}: use the same name for both")
         if made.name in built:
-            raise ValueError(f"two tools are named {made.name!r}: tool names must be unique within an agent")
+            raise InvalidValueError(f"two tools are named {made.name!r}: tool names must be unique within an agent")
         built[made.name] = made
     return built
 
@@ -189,7 +191,7 @@ def tool_from_function(
             context_param = param.name
             continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TypeError(f"tool {fn.__name__}: *args and **kwargs cannot be described to a model")
+            raise InvalidTypeError(f"tool {fn.__name__}: *args and **kwargs cannot be described to a model")
         default = ... if param.default is param.empty else param.default
         # Field(description=None) would erase a description the annotation's own Field gives.
         documented = Field(default, description=arg_docs[param.name]) if param.name in arg_docs else Field(default)

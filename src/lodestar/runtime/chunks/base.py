@@ -7,6 +7,8 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ...errors import InvalidTypeError
+
 ChunkFrom = Literal["AGENT", "USER", "SYSTEM", "WORKFLOW"]
 
 
@@ -48,7 +50,7 @@ class BaseChunk(WireModel):
         edits a chunk (`part.with_payload(text=masked)`)."""
         payload = getattr(self, "payload", None)
         if not isinstance(payload, WireModel):
-            raise TypeError(f"a {self.type} chunk has no payload: use chunk.model_copy(update={{...}})")
+            raise InvalidTypeError(f"a {self.type} chunk has no payload: use chunk.model_copy(update={{...}})")
         changed = type(payload).model_validate({**dict(payload), **changes})
         return self.model_copy(update={"payload": changed})
 

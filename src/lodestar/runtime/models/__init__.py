@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...errors import InvalidValueError
 from .base import CallContext, Finish, Model, ModelError, ModelEvent, ModelRequest, ModelSettings, ToolSpec
 
 PROVIDERS = ("openai", "anthropic", "ollama", "sampling", "scripted")
@@ -34,7 +35,9 @@ def resolve_model(spec: str | Model) -> Model:
 
         return SamplingModel(hint=name or None)
     if not name:
-        raise ValueError(f"model id {spec!r} has no model name: write it as provider/model, e.g. openai/gpt-5-mini")
+        raise InvalidValueError(
+            f"model id {spec!r} has no model name: write it as provider/model, e.g. openai/gpt-5-mini"
+        )
     if provider == "openai":
         from .openai import OpenAIModel
 
@@ -47,4 +50,4 @@ def resolve_model(spec: str | Model) -> Model:
         from .anthropic import AnthropicModel
 
         return AnthropicModel(name)
-    raise ValueError(f"unknown model provider {provider!r} in {spec!r}: use one of {', '.join(PROVIDERS)}")
+    raise InvalidValueError(f"unknown model provider {provider!r} in {spec!r}: use one of {', '.join(PROVIDERS)}")
