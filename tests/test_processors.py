@@ -117,6 +117,9 @@ async def test_a_processor_returning_no_well_formed_chunk_is_named(processor: Pr
         await agent.generate("hi")
 
 
+FEEDBACK = "[processor feedback] Your previous answer was not accepted: Ask politely: include the word please."
+
+
 class Reject(Processor):
     """Refuses answers without 'please'; with retry=True the model gets another go."""
 
@@ -141,8 +144,10 @@ async def test_output_step_abort_with_retry_feeds_back_and_succeeds(
     assert result.text == "please give it"
     assert result.tripwire is None and result.finish_reason == "stop"
     assert reject.retry_counts == [0, 1]
-    retried = repr(server.requests[1].body["messages"])
-    assert "give it" in retried and "Ask politely: include the word please." in retried
+    retried = server.requests[1].body
+    assert "give it" not in repr(retried["messages"])  # the rejected answer is dropped, as in Mastra
+    system = retried["messages"][0]["content"] if server_kind == "openai" else retried["system"]
+    assert FEEDBACK in repr(system)  # the feedback is a system message
     assert not any(c.type == "tripwire" for c in chunks)
     assert [m.role for m in result.messages] == ["user", "assistant"]  # the rejected answer and feedback are not kept
 
@@ -221,8 +226,13 @@ async def test_input_step_abort_with_retry_runs_the_step_with_feedback(openai_se
     result = await agent.generate("solve it")
     assert result.text == "thinking... done" and result.tripwire is None
     messages = openai_server.requests[0].body["messages"]
-    assert [m["role"] for m in messages] == ["user", "user"]  # no rejected answer: the model was never called
-    assert "Think step by step first." in messages[1]["content"]
+    assert messages == [
+        {
+            "role": "system",
+            "content": "[processor feedback] Your previous answer was not accepted: Think step by step first.",
+        },
+        {"role": "user", "content": "solve it"},
+    ]
 
 
 def test_processor_ids_are_kebab_case_class_names() -> None:

@@ -22,7 +22,7 @@ from .plan import Instructions, RunPlan
 from .result import RunResult
 from .run import Run, Sink
 from .structured import StructuredOutput
-from .subagents import delegation_tool
+from .subagents import NO_DELEGATION_HOOKS, Delegation, delegation_tool
 from .tools import Tool, tool_map
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class Agent:
         max_processor_retries: int | None = None,
         default_options: Mapping[str, Any] | None = None,
         tool_dispatcher: ToolDispatcher | None = None,
+        delegation: Delegation | None = None,
     ) -> None:
         if not AGENT_ID.match(id):
             raise InvalidValueError(f"agent id {id!r} must be 1-48 letters, digits, '_' or '-' (it names MCP tools)")
@@ -71,8 +72,9 @@ class Agent:
         self.storage: Storage | None = None
         self.tools = tool_map(tools)
         self.agents = list(agents)
+        self.delegation = delegation or NO_DELEGATION_HOOKS
         for sub in self.agents:
-            delegate = sub.as_tool()
+            delegate = sub.as_tool(delegation=self.delegation)
             if delegate.name in self.tools:
                 raise InvalidValueError(
                     f"agent {id}: subagent tool {delegate.name!r} clashes with a tool of the same name"
@@ -82,13 +84,17 @@ class Agent:
     def __repr__(self) -> str:
         return f"Agent({self.id!r})"
 
-    def as_tool(self, name: str | None = None, description: str | None = None) -> Tool:
+    def as_tool(
+        self, name: str | None = None, description: str | None = None, *, delegation: Delegation | None = None
+    ) -> Tool:
         """This agent as a tool for another agent: named `agent-<id>` and described by the agent's description
-        unless told otherwise. The caller's model writes a `prompt`; the answer is this agent's text (or object)."""
+        unless told otherwise. The caller's model writes a `prompt`; the answer is this agent's text (or object).
+        `delegation` is the caller's filter and hooks (a supervisor passes its own for its `agents`)."""
         return delegation_tool(
             self,
             name=name or f"agent-{self.id}",
             description=description or self.description or f"Delegate a task to the {self.name} agent.",
+            delegation=delegation or NO_DELEGATION_HOOKS,
         )
 
     def model_spec(self) -> str | Model:

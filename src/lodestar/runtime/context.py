@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidValueError
 from .chunks import Chunk, DataChunk, ToolOutputChunk, discard
+
+if TYPE_CHECKING:
+    from .messages import Message
 
 Emit = Callable[[Chunk], Awaitable[None]]
 
@@ -44,6 +47,8 @@ class ToolContext:
         request_context: Mapping[str, Any] | None = None,
         emit: Emit = discard,
         sampler: Any = None,
+        messages: Sequence[Message] = (),
+        step_number: int = 0,
     ) -> None:
         self.run_id = run_id
         self.agent_id = agent_id
@@ -54,6 +59,8 @@ class ToolContext:
         self.request_context: Mapping[str, Any] = request_context or {}
         self.emit = emit
         self.sampler = sampler  # the MCP client's sampler, passed on to subagents
+        self.messages = messages  # the conversation the model saw when it made this call (subagents share it)
+        self.step_number = step_number
         self.writer = ToolWriter(self)
         self._cancelled = False  # a bool is safe to read from a tool's thread, and cheaper than an Event per call
 

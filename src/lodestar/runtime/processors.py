@@ -4,14 +4,16 @@ A processor is any object with an `id` and some of these methods (sync or async)
 one argument object:
 
 - `process_input(args)`: once, before the first step; return new messages or None.
-- `process_input_step(args)`: before every step; return a `StepOverrides`/dict or None.
+- `process_input_step(args)`: before every step; return a `StepOverrides`/dict, a message list, or None.
 - `process_output_stream(args)`: per chunk; return the chunk, a changed copy (`args.part.with_payload(...)`),
   or None to drop it.
 - `process_output_step(args)`: after each model response, before its tools run.
 - `process_output_result(args)`: once at the end; return new messages or None.
 
 `args.abort(reason, retry=..., metadata=...)` stops the run with a tripwire; with `retry=True`
-and retries left, the step runs again with the reason shown to the model as feedback.
+and retries left, the step runs again as Mastra runs it: the rejected answer is dropped and the reason
+joins the conversation as a system message. Only consecutive retries count against
+`max_processor_retries`: a step that passes resets the count.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class Processor:
 
 @dataclass(kw_only=True)
 class ProcessorArgs:
-    """What every hook receives: its own per-request `state`, the retry count, and `abort`."""
+    """What every hook receives: its own per-request `state`, the retry count (of the current step: it goes
+    back to 0 once a step passes), and `abort`."""
 
     state: dict[str, Any]
     retry_count: int
@@ -167,6 +170,15 @@ def _describe(part: Any) -> str:
     return f"a {type(part).__name__}"
 
 
+def _overrides(result: Any) -> StepOverrides:
+    """What `process_input_step` returned, as overrides: a plain message list (as in Mastra) is the messages."""
+    if isinstance(result, StepOverrides):
+        return result
+    if isinstance(result, list | tuple):
+        return StepOverrides(messages=list(result))
+    return StepOverrides.model_validate(result)
+
+
 def _id(processor: Any) -> str:
     return getattr(processor, "id", "") or type(processor).__name__
 
@@ -217,8 +229,8 @@ class ProcessorRunner:
         changes: dict[str, Any] = {}
         for processor in self.hooks["process_input_step"]:
             result = await _call(processor, "process_input_step", InputStepArgs(**self._base(processor), **fields))
-            if result:
-                step = result if isinstance(result, StepOverrides) else StepOverrides.model_validate(result)
+            if result is not None:
+                step = _overrides(result)
                 change = {name: getattr(step, name) for name in step.model_fields_set}
                 changes.update(change)
                 fields.update(change)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -26,10 +26,12 @@ from .chunks import (
     FinishChunk,
     ObjectResultChunk,
     ReasoningDeltaChunk,
+    ReasoningEndChunk,
     StartChunk,
     StepFinishChunk,
     StepStartChunk,
     TextDeltaChunk,
+    TextEndChunk,
     ToolErrorChunk,
     ToolResultChunk,
     TripwireChunk,
@@ -59,6 +61,11 @@ from .tools import Tool, ToolArgumentsError, tool_map
 logger = logging.getLogger("lodestar.runtime")
 Sink = Callable[[Chunk], Awaitable[None]]
 CLOSE_GRACE_S = 1.0  # how long a closed run waits for its tools to stop before it leaves them behind
+RETRY_FEEDBACK = "[processor feedback] Your previous answer was not accepted: "  # + the processor's reason
+_BLOCK_ENDS: dict[str, type[TextEndChunk] | type[ReasoningEndChunk]] = {
+    "text-start": TextEndChunk,
+    "reasoning-start": ReasoningEndChunk,
+}
 _CUT_SHORT_HINTS = {
     "length": "it reached the output token limit: raise model_settings.max_tokens",
     "content-filter": "the provider's content filter stopped it",
@@ -67,9 +74,15 @@ _CUT_SHORT_HINTS = {
 
 
 class Run:
-    def __init__(self, plan: RunPlan, messages: MessageInput, *, run_id: str | None = None) -> None:
+    """`context`: messages the model sees before the input (and any thread history) that are not saved, as
+    Mastra's `context` option; a subagent gets its supervisor's conversation this way."""
+
+    def __init__(
+        self, plan: RunPlan, messages: MessageInput, *, run_id: str | None = None, context: Sequence[Message] = ()
+    ) -> None:
         self.plan = plan
         self.input = to_messages(messages)
+        self.context = list(context)
         self.state = RunState(run_id=run_id or new_id("run"), agent_id=plan.agent_id, resource_id=plan.resource)
         self.result = RunResult(run_id=self.state.run_id, agent_id=plan.agent_id, resource_id=plan.resource)
         self.processors = ProcessorRunner(
@@ -87,6 +100,7 @@ class Run:
         self._running: dict[str, str] = {}  # tool call id -> tool name, while the call runs
         self._texts: dict[str | None, list[str]] = {}  # each text block's text after output processors
         self._reasoning: list[str] = []
+        self._open_blocks: dict[str, type[TextEndChunk] | type[ReasoningEndChunk]] = {}  # as the consumer saw them
 
     @property
     def run_id(self) -> str:
@@ -102,7 +116,18 @@ class Run:
             self._texts.setdefault(part.payload.id, []).append(part.payload.text)
         elif isinstance(part, ReasoningDeltaChunk):
             self._reasoning.append(part.payload.text)
+        elif part.type in _BLOCK_ENDS:
+            self._open_blocks[part.payload.id] = _BLOCK_ENDS[part.type]  # type: ignore[union-attr]
+        elif isinstance(part, TextEndChunk | ReasoningEndChunk):
+            self._open_blocks.pop(part.payload.id, None)
         await self.sink(part)
+
+    async def _end_open_blocks(self) -> None:
+        """A tripwire mid-block still ends the text or reasoning block the consumer saw start. The ends go
+        straight to the consumer: the processor that aborted has had its say on this step."""
+        for block_id, end in self._open_blocks.items():
+            await self.sink(end(run_id=self.run_id, payload={"id": block_id}))
+        self._open_blocks.clear()
 
     async def execute(self, sink: Sink = discard) -> RunResult:
         """Run to the end, writing chunks to `sink`. Cancelled, it hands the cancellation back within
@@ -129,6 +154,7 @@ class Run:
         except TripWire as exc:
             self._keep = False
             self.result.tripwire, self.result.finish_reason = exc.info, "tripwire"
+            await self._end_open_blocks()
             await self.sink(TripwireChunk(run_id=state.run_id, payload=exc.info.model_dump()))
         except (ModelError, StructuredOutputError) as exc:
             await self._fail(exc)
@@ -183,8 +209,8 @@ class Run:
         if self.plan.memory is not None and state.thread_id:
             history = await self.plan.memory.history(state.thread_id, self.plan.last_messages)
         system = await self.plan.system_prompt()
-        messages, state.system = await self.processors.input(history + self.input, system or None)
-        known = {m.id for m in history}
+        messages, state.system = await self.processors.input(history + self.context + self.input, system or None)
+        known = {m.id for m in history} | {m.id for m in self.context}
         state.conversation = list(messages)
         # Saved: the (processed) input. System messages a processor adds are per-run context, not history.
         state.new_messages = [m for m in messages if m.id not in known and m.role != "system"]
@@ -198,18 +224,16 @@ class Run:
                     raise
                 await self._retry_with_feedback(exc)
                 continue
+            self.processors.retry_count = 0  # only consecutive retries count, as in Mastra
             if not isinstance(decision, RunAgain) or self.state.step >= self.plan.max_steps:
                 return decision
 
     async def _retry_with_feedback(self, exc: TripWire) -> None:
-        """Show the model its rejected answer and the processor's reason, then run the step again."""
+        """Run the step again, as Mastra does: the rejected answer never joined the conversation (a step adds
+        its turn only once it passed), and the processor's reason joins it as a system message."""
         self.processors.retry_count += 1
-        rejected = self._text()
-        if rejected:
-            self.state.conversation.append(text_message("assistant", rejected))
-        self.state.conversation.append(
-            text_message("user", f"[feedback] Your previous answer was rejected: {exc.info.reason}")
-        )
+        self.state.conversation.append(text_message("system", f"{RETRY_FEEDBACK}{exc.info.reason}"))
+        await self._end_open_blocks()
         retry = {"step_result": {"reason": "retry", "is_continued": True}}
         await self.sink(StepFinishChunk(run_id=self.run_id, payload=retry))
 
@@ -401,6 +425,8 @@ class Run:
             request_context=self.plan.request_context,
             emit=self.emit,
             sampler=self.plan.sampler,
+            messages=tuple(self.state.conversation),
+            step_number=self.state.step,
         )
 
     async def _parse_structured(self, decision: NextStep) -> None:
