@@ -15,6 +15,7 @@ from .plan import RunPlan, RunState
 from .processors import InputResult, Processor, StepOverrides, TripWire, TripwireInfo
 from .result import RunError, RunResult, StepResult, ToolCallRecord, ToolResultRecord
 from .structured import StructuredOutputError
+from .subagents import Delegation, DelegationComplete, DelegationDecision, DelegationStart
 from .tools import Tool, ToolArgumentsError, ToolBackgroundConfig, tool
 from .usage import Usage
 
@@ -24,6 +25,10 @@ __all__ = [
     "BaseChunk",
     "Chunk",
     "DataChunk",
+    "Delegation",
+    "DelegationComplete",
+    "DelegationDecision",
+    "DelegationStart",
     "InlineDispatcher",
     "InputResult",
     "Lodestar",
