@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import anyio
 from pydantic import BaseModel, Field
 
-from ..messages import new_id
+from ..messages import Message, new_id
 from ..usage import Usage
 from .base import (
     CallContext,
@@ -23,6 +23,8 @@ from .base import (
     ToolCallDelta,
     ToolCallStart,
 )
+
+_COUNTS_KEPT = 10_000  # messages whose word counts a model remembers before it starts afresh
 
 
 class ScriptedCall(BaseModel):
@@ -70,6 +72,7 @@ class ScriptedModel:
         self.script = script
         self.requests: list[ModelRequest] = []
         self.record = False
+        self._counts: dict[int, tuple[Message, list[Any], int]] = {}  # id(message) -> (message, its content, words)
 
     async def stream(self, request: ModelRequest, context: CallContext) -> AsyncIterator[ModelEvent]:
         if self.record:
@@ -87,7 +90,7 @@ class ScriptedModel:
             args = tool_call.args if isinstance(tool_call.args, str) else json.dumps(tool_call.args)
             yield ToolCallDelta(call_id, args)
         reason = turn.finish_reason or ("tool-calls" if turn.tool_calls else "stop")
-        usage = turn.usage or Usage.of(_words(request), len(turn.text.split()) + len(turn.tool_calls))
+        usage = turn.usage or Usage.of(self._words(request), len(turn.text.split()) + len(turn.tool_calls))
         yield Finish(reason, reason, usage)
 
     async def _turn(self, request: ModelRequest) -> ScriptedTurn:
@@ -105,6 +108,21 @@ class ScriptedModel:
             turn = self.script[index]
         return ScriptedTurn(text=turn) if isinstance(turn, str) else turn
 
+    def _words(self, request: ModelRequest) -> int:
+        """The request's words, as input tokens. A run resends its whole conversation every step, so each message
+        is counted once and remembered, kept so that its id stays its own; one given a new content list is
+        counted again."""
+        if len(self._counts) > _COUNTS_KEPT:
+            self._counts.clear()
+        total = len((request.system or "").split())
+        for message in request.messages:
+            known = self._counts.get(id(message))
+            if known is None or known[0] is not message or known[1] is not message.content:
+                known = (message, message.content, len(message.text.split()))
+                self._counts[id(message)] = known
+            total += known[2]
+        return total
+
 
 def _turns_since_user(request: ModelRequest) -> int:
     count = 0
@@ -120,7 +138,3 @@ def _pieces(text: str) -> list[str]:
     words = text.split(" ")
     pieces = [word + " " for word in words[:-1]] + [words[-1]]
     return [piece for piece in pieces if piece]
-
-
-def _words(request: ModelRequest) -> int:
-    return sum(len(m.text.split()) for m in request.messages) + len((request.system or "").split())
