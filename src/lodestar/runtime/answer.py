@@ -60,9 +60,10 @@ Block = str | ReasoningPart | PendingCall  # a text block is named by its chunk 
 class Answer:
     """Reads a model's events, emits the matching chunks, and remembers the blocks in order."""
 
-    def __init__(self, run_id: str, emit: Callable[[Chunk], Awaitable[None]]) -> None:
+    def __init__(self, run_id: str, emit: Callable[[Chunk], Awaitable[None]], *, heard: bool = True) -> None:
         self.run_id = run_id
         self.emit = emit
+        self.heard = heard  # False: nobody reads the chunks, so the tool-call ones are not built
         self.blocks: list[Block] = []
         self.calls: dict[str, PendingCall] = {}
         self.finish = Finish("stop")
@@ -77,14 +78,16 @@ class Answer:
         elif isinstance(event, ToolCallDelta):
             call = self.calls[event.id]
             call.args_text.append(event.args_text)
-            delta = {"tool_call_id": call.id, "tool_name": call.name, "args_text_delta": event.args_text}
-            await self.emit(ToolCallDeltaChunk(run_id=self.run_id, payload=delta))
+            if self.heard:
+                delta = {"tool_call_id": call.id, "tool_name": call.name, "args_text_delta": event.args_text}
+                await self.emit(ToolCallDeltaChunk(run_id=self.run_id, payload=delta))
         elif isinstance(event, ToolCallStart):
             await self.close_blocks()
             self.calls[event.id] = call = PendingCall(event.id, event.name)
             self.blocks.append(call)
-            start = {"tool_call_id": event.id, "tool_name": event.name}
-            await self.emit(ToolCallInputStreamingStartChunk(run_id=self.run_id, payload=start))
+            if self.heard:
+                start = {"tool_call_id": event.id, "tool_name": event.name}
+                await self.emit(ToolCallInputStreamingStartChunk(run_id=self.run_id, payload=start))
         elif isinstance(event, ReasoningDelta):
             await self._open_reasoning()
             self._reasoning.append(event.text)
@@ -105,6 +108,8 @@ class Answer:
         await self.close_blocks()
         for call in self.calls.values():
             call.parse_args()
+            if not self.heard:
+                continue
             await self.emit(ToolCallInputStreamingEndChunk(run_id=self.run_id, payload={"tool_call_id": call.id}))
             parsed = {"tool_call_id": call.id, "tool_name": call.name, "args": call.args}
             await self.emit(ToolCallChunk(run_id=self.run_id, payload=parsed))

@@ -106,6 +106,12 @@ class Run:
     def run_id(self) -> str:
         return self.state.run_id
 
+    @property
+    def heard(self) -> bool:
+        """Whether chunks reach anyone. Under `generate()` with no stream processor they do not, and the step
+        and tool-call chunks (which, unlike text chunks, the run itself does not read) are not built."""
+        return self.sink is not discard or self._processes_stream
+
     async def emit(self, part: Chunk) -> None:
         if self._processes_stream:
             processed = await self.processors.stream(part)
@@ -250,8 +256,9 @@ class Run:
         tool_choice = changes.get("tool_choice") or self.plan.tool_choice
         request = self._request(model, tools, tool_choice, changes.get("system"))
         message_id = new_id("msg")
-        start = {"message_id": message_id, "request": _describe(model), "warnings": []}
-        await self.emit(StepStartChunk(run_id=self.run_id, payload=start))
+        if self.heard:
+            start = {"message_id": message_id, "request": _describe(model), "warnings": []}
+            await self.emit(StepStartChunk(run_id=self.run_id, payload=start))
         answer, calls = await self._call_model(model, request)
         finish = answer.finish
         self.result.usage = state.usage = state.usage + finish.usage  # billed even if a processor rejects it
@@ -269,9 +276,10 @@ class Run:
         results = await self._run_tools(calls, call_parts, tools) if isinstance(decision, RunAgain) else []
         self._add_turn(message_id, answer, results)
         step = self._step_result(number, text, calls, results, finish)
-        continued = isinstance(decision, RunAgain) and state.step < self.plan.max_steps
-        payload = _step_payload(step, message_id, finish, model, continued)
-        await self.emit(StepFinishChunk(run_id=self.run_id, payload=payload))
+        if self.heard:
+            continued = isinstance(decision, RunAgain) and state.step < self.plan.max_steps
+            payload = _step_payload(step, message_id, finish, model, continued)
+            await self.emit(StepFinishChunk(run_id=self.run_id, payload=payload))
         return decision
 
     def _add_turn(self, message_id: str, answer: Answer, results: list[ToolResultPart]) -> None:
@@ -343,7 +351,7 @@ class Run:
         )
 
     async def _call_model(self, model: Model, request: ModelRequest) -> tuple[Answer, list[PendingCall]]:
-        answer = Answer(self.run_id, self.emit)
+        answer = Answer(self.run_id, self.emit, heard=self.heard)
         context = CallContext(run_id=self.run_id, sampler=self.plan.sampler)
         try:
             async for event in guarded_stream(model, request, context):
@@ -389,6 +397,12 @@ class Run:
             outcome = ToolOutcome(f"unknown tool {call.name!r}; the tools you can call are: {known}", is_error=True)
         else:
             outcome = await self._dispatch(part, tool)
+        if self.heard:
+            await self._emit_outcome(call, outcome)
+        result, is_error = outcome.result, outcome.is_error
+        return ToolResultPart(tool_call_id=call.id, tool_name=call.name, result=result, is_error=is_error)
+
+    async def _emit_outcome(self, call: PendingCall, outcome: ToolOutcome) -> None:
         base = {"tool_call_id": call.id, "tool_name": call.name, "args": call.args}
         if outcome.is_error:
             failed = {**base, "error": {"message": result_text(outcome.result)}}
@@ -396,8 +410,6 @@ class Run:
         else:
             done = {**base, "result": outcome.result, "is_error": False}
             await self.emit(ToolResultChunk(run_id=self.run_id, payload=done))
-        result, is_error = outcome.result, outcome.is_error
-        return ToolResultPart(tool_call_id=call.id, tool_name=call.name, result=result, is_error=is_error)
 
     async def _dispatch(self, call: ToolCallPart, tool: Tool) -> ToolOutcome:
         """The dispatcher runs the call; whatever it raises (but a tripwire or a model error) is for the model."""
