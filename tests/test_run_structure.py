@@ -15,10 +15,12 @@ from pydantic import BaseModel
 from test_agent_runs import collect, lookup, model_for
 
 from lodestar import Agent, ToolContext, tool
-from lodestar.runtime import AgentStream, Memory, RunOptions, ToolCallPart
+from lodestar.runtime import AgentStream, Memory, Processor, RunOptions, ToolCallPart
+from lodestar.runtime.chunks import LIFECYCLE
 from lodestar.runtime.dispatch import INLINE, ToolDispatcher, ToolOutcome
 from lodestar.runtime.models.scripted import ScriptedModel, call, calls
 from lodestar.runtime.plan import CUT_SHORT, FinalAnswer, RunAgain, RunState, Stop, decide
+from lodestar.runtime.processors import OutputStreamArgs
 from lodestar.runtime.run import Run
 from lodestar.runtime.tools import Tool
 from lodestar.storage import SQLiteStorage
@@ -244,3 +246,36 @@ async def test_a_running_turn_may_chain_the_next() -> None:
     stream.then(middle)
     chunks = [c async for c in stream]
     assert [c.run_id for c in chunks if c.type == "finish"] == [first.run_id, second.run_id, third.run_id]
+
+
+@tool
+def noop(value: int = 0) -> int:
+    """Return the value."""
+    return value
+
+
+class ChunkTypes(Processor):
+    """Records the type of every chunk it sees."""
+
+    def __init__(self) -> None:
+        self.types: list[str] = []
+
+    def process_output_stream(self, args: OutputStreamArgs) -> Any:
+        self.types.append(args.part.type)
+        return args.part
+
+
+async def test_generate_without_readers_skips_step_chunks_yet_gives_the_same_result() -> None:
+    """generate() builds no step or tool-call chunks when nobody reads them; a stream processor still sees
+    every chunk the stream shows it, and the result is the same either way."""
+    turns = [calls(call("noop", {"value": 3}, id="c1")), calls(call("nope", id="c2")), "done"]
+    seer = ChunkTypes()
+    plain = await Agent("a", model=ScriptedModel(turns), tools=[noop]).generate("go")
+    watched = await Agent("a", model=ScriptedModel(turns), tools=[noop], output_processors=[seer]).generate("go")
+    stream = Agent("a", model=ScriptedModel(turns), tools=[noop]).stream("go")
+    streamed = [chunk.type async for chunk in stream]
+    for result in (watched, await stream.result()):
+        assert result.model_dump(exclude={"run_id", "messages"}) == plain.model_dump(exclude={"run_id", "messages"})
+    expected = ["tool-call-input-streaming-start", "tool-call-delta", "tool-call-input-streaming-end", "tool-call"]
+    assert seer.types[:5] == [*expected, "tool-result"] and "tool-error" in seer.types
+    assert seer.types == [t for t in streamed if t not in LIFECYCLE] and streamed.count("step-finish") == 3
