@@ -30,17 +30,21 @@ def scan(root: Path, max_page_bytes: int) -> dict[str, os.stat_result]:
     FIFOs (opening one blocks forever), devices, unreadable or oversized files, names a path cannot carry."""
     found: dict[str, os.stat_result] = {}
     real_root = root.resolve()
+    top = str(root)
 
     def unreadable(exc: OSError) -> None:
         skip(exc.filename, f"the folder cannot be read ({exc.strerror})")
 
-    for folder, dirs, files in os.walk(root, onerror=unreadable):
+    # Plain strings, not Path objects: a scan runs on every start, and pathlib doubles its cost on 1,000 pages.
+    for folder, dirs, files in os.walk(top, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
+        within = os.path.relpath(folder, top).replace(os.sep, "/")
+        prefix = "" if within == "." else within + "/"
         for name in files:
             if not name.endswith(DOC_SUFFIXES):
                 continue
-            full = Path(folder, name)
-            relative = full.relative_to(root).as_posix()
+            full = os.path.join(folder, name)
+            relative = prefix + name
             found_stat = _name_problem(relative) or _page_stat(full, real_root, max_page_bytes)
             if isinstance(found_stat, str):
                 skip(full, found_stat)
@@ -60,16 +64,16 @@ def _name_problem(relative: str) -> str | None:
     return None
 
 
-def _page_stat(full: Path, real_root: Path, max_page_bytes: int) -> os.stat_result | str:
+def _page_stat(full: str, real_root: Path, max_page_bytes: int) -> os.stat_result | str:
     """The stat of a page that can be indexed, or why it cannot."""
     try:
-        st = full.lstat()
+        st = os.lstat(full)
     except OSError as exc:
         return f"it cannot be read ({exc.strerror})"
     if stat.S_ISLNK(st.st_mode):
         try:
-            inside = full.resolve(strict=True).is_relative_to(real_root)
-            st = full.stat()
+            inside = Path(full).resolve(strict=True).is_relative_to(real_root)
+            st = os.stat(full)
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
             return f"it is a link that leads nowhere ({getattr(exc, 'strerror', None) or exc})"
         if not inside:
