@@ -94,7 +94,13 @@ class Stop:
 
 
 NextStep = FinalAnswer | RunAgain | Stop
-CUT_SHORT = frozenset({"length", "content-filter", "error"})
+# The finish reasons that end a run early, each with what it means for the caller.
+CUT_SHORT_HINTS = {
+    "length": "it reached the output token limit: raise model_settings.max_tokens",
+    "content-filter": "the provider's content filter stopped it",
+    "error": "the provider ended it with an error",
+}
+CUT_SHORT = frozenset(CUT_SHORT_HINTS)
 
 
 def decide(finish_reason: str, text: str, has_tool_calls: bool) -> NextStep:

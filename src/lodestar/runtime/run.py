@@ -52,7 +52,7 @@ from .messages import (
 )
 from .models import resolve_model
 from .models.base import CallContext, Finish, Model, ModelError, ModelRequest, guarded_stream
-from .plan import NextStep, RunAgain, RunPlan, RunState, Stop, decide
+from .plan import CUT_SHORT_HINTS, NextStep, RunAgain, RunPlan, RunState, Stop, decide
 from .processors import ProcessorRunner, TripWire
 from .result import RunError, RunResult, StepResult
 from .structured import StructuredOutputError
@@ -65,11 +65,6 @@ RETRY_FEEDBACK = "[processor feedback] Your previous answer was not accepted: " 
 _BLOCK_ENDS: dict[str, type[TextEndChunk] | type[ReasoningEndChunk]] = {
     "text-start": TextEndChunk,
     "reasoning-start": ReasoningEndChunk,
-}
-_CUT_SHORT_HINTS = {
-    "length": "it reached the output token limit: raise model_settings.max_tokens",
-    "content-filter": "the provider's content filter stopped it",
-    "error": "the provider ended it with an error",
 }
 
 
@@ -451,7 +446,7 @@ class Run:
                 f"final answer to parse into {structured.name}; raise max_steps"
             )
         if isinstance(decision, Stop):
-            hint = _CUT_SHORT_HINTS.get(decision.reason, decision.reason)
+            hint = CUT_SHORT_HINTS[decision.reason]
             raise StructuredOutputError(
                 f"the model's answer ended early (finish reason {decision.reason}: {hint}), so there is no "
                 f"complete final answer to parse into {structured.name}"
