@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from typing import Any
@@ -37,6 +38,11 @@ class StructuredOutput:
 
     def response_format(self) -> ResponseFormat:
         """The schema for native JSON-schema output, strict when it can follow OpenAI's strict rules."""
+        return self._response_format
+
+    @functools.cached_property
+    def _response_format(self) -> ResponseFormat:
+        """Built once: every step of a run asks for it, and the strict form copies the whole schema."""
         schema = self.root if self.wrapper is None else _wrap(self.root, self.wrapper)
         strict = strict_schema(schema)
         return ResponseFormat(name=self.name, schema_=strict or schema, strict=strict is not None)
