@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
+from ..errors import InvalidTypeError
 from .chunks import LIFECYCLE, BaseChunk, Chunk
 from .messages import Message, ToolCallPart
 
@@ -150,7 +151,7 @@ def _checked(part: Any, processor: Any) -> Chunk | None:
     """A processor's returned chunk, refused with its name when it is not a well-formed chunk."""
     if part is None or _well_formed(part):
         return part
-    raise TypeError(
+    raise InvalidTypeError(
         f"processor {_id(processor)}: process_output_stream must return a chunk or None, got "
         f"{_describe(part)}; return args.part, None, or a copy such as args.part.with_payload(text=...)"
     )
