@@ -338,9 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     from pydantic import ValidationError
 
     from lodestar.errors import LodestarError
-    from lodestar.settings import env_var, load_settings
+    from lodestar.settings import Settings, env_var, load_settings
 
-    flags = {k: v for k, v in vars(args).items() if k in _SETTING_FLAGS}
+    flags = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
     if args.command == "serve":  # serving: --corpus flags replace LODESTAR_CORPORA; commands add to it
         flags["corpora"] = args.corpus
     try:
@@ -364,13 +364,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"lodestar-mcp: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-_SETTING_FLAGS = frozenset(
-    {"corpora", "apps", "model", "http", "host", "port", "auth_token", "allowed_hosts", "no_builtin_agents",
-     "no_bundled", "cache_dir", "log_level", "session_idle_timeout", "max_sessions", "header_timeout", "body_timeout",
-     "max_connections"}
-)  # fmt: skip
 
 
 def _check_http_flags(argv: list[str], settings: Settings) -> None:
