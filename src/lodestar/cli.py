@@ -366,9 +366,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+def _flags_given(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """Those of `flags` on the command line, as `--flag VALUE` or `--flag=VALUE`."""
+    return [flag for flag in flags if any(t == flag or t.startswith(flag + "=") for t in argv)]
+
+
 def _check_http_flags(argv: list[str], settings: Settings) -> None:
     """An HTTP flag without --http would be ignored, and the user left wondering why nothing listens."""
-    given = [flag for flag in HTTP_ONLY if any(t == flag or t.startswith(flag + "=") for t in argv)]
+    given = _flags_given(argv, HTTP_ONLY)
     if given and not settings.http:
         names = " and ".join(given) if len(given) <= 2 else ", ".join(given[:-1]) + " and " + given[-1]
         verb = "applies" if len(given) == 1 else "apply"
@@ -384,7 +389,7 @@ NOT_YET = ("--app", "--model", "--no-builtin-agents")
 def _check_not_yet(argv: list[str], settings: Settings) -> None:
     """Flags for serving agents over MCP, which is not built yet: taking them in silence would leave a user
     waiting for agents that never appear."""
-    given = [flag for flag in NOT_YET if any(t == flag or t.startswith(flag + "=") for t in argv)]
+    given = _flags_given(argv, NOT_YET)
     if settings.apps and "--app" not in given:
         given.insert(0, "LODESTAR_APPS")
     if given:
