@@ -470,14 +470,14 @@ def _split_corpus_flags(values: list[str], settings: Settings) -> tuple[list[str
     A value naming a corpus that another spec names (`--corpus b=./docs-b --corpus b`) picks it even when a
     folder of that name exists; any other plain word that is not a folder picks a corpus too."""
     from lodestar.docs.service import BUNDLED
-    from lodestar.docs.sources import is_valid_name, split_spec
+    from lodestar.docs.sources import TARBALL_SUFFIXES, is_valid_name, split_spec
 
     declared = {split_spec(spec)[0] for spec in [*settings.corpora, *values]} | {BUNDLED}
     names: list[str] = []
     sources: list[str] = []
     for value in values:
         name, source = split_spec(value)
-        plain = name is None and is_valid_name(source) and not source.endswith((".tgz", ".tar.gz"))
+        plain = name is None and is_valid_name(source) and not source.endswith(TARBALL_SUFFIXES)
         (names if plain and (source in declared or not os.path.isdir(source)) else sources).append(value)
     if len(names) > 1:
         _usage_error(
