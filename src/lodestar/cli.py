@@ -338,9 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     from pydantic import ValidationError
 
     from lodestar.errors import LodestarError
-    from lodestar.settings import env_var, load_settings
+    from lodestar.settings import Settings, env_var, load_settings
 
-    flags = {k: v for k, v in vars(args).items() if k in _SETTING_FLAGS}
+    flags = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
     if args.command == "serve":  # serving: --corpus flags replace LODESTAR_CORPORA; commands add to it
         flags["corpora"] = args.corpus
     try:
@@ -366,16 +366,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
-_SETTING_FLAGS = frozenset(
-    {"corpora", "apps", "model", "http", "host", "port", "auth_token", "allowed_hosts", "no_builtin_agents",
-     "no_bundled", "cache_dir", "log_level", "session_idle_timeout", "max_sessions", "header_timeout", "body_timeout",
-     "max_connections"}
-)  # fmt: skip
+def _flags_given(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """Those of `flags` on the command line, as `--flag VALUE` or `--flag=VALUE`."""
+    return [flag for flag in flags if any(t == flag or t.startswith(flag + "=") for t in argv)]
 
 
 def _check_http_flags(argv: list[str], settings: Settings) -> None:
     """An HTTP flag without --http would be ignored, and the user left wondering why nothing listens."""
-    given = [flag for flag in HTTP_ONLY if any(t == flag or t.startswith(flag + "=") for t in argv)]
+    given = _flags_given(argv, HTTP_ONLY)
     if given and not settings.http:
         names = " and ".join(given) if len(given) <= 2 else ", ".join(given[:-1]) + " and " + given[-1]
         verb = "applies" if len(given) == 1 else "apply"
@@ -391,7 +389,7 @@ NOT_YET = ("--app", "--model", "--no-builtin-agents")
 def _check_not_yet(argv: list[str], settings: Settings) -> None:
     """Flags for serving agents over MCP, which is not built yet: taking them in silence would leave a user
     waiting for agents that never appear."""
-    given = [flag for flag in NOT_YET if any(t == flag or t.startswith(flag + "=") for t in argv)]
+    given = _flags_given(argv, NOT_YET)
     if settings.apps and "--app" not in given:
         given.insert(0, "LODESTAR_APPS")
     if given:
@@ -472,14 +470,14 @@ def _split_corpus_flags(values: list[str], settings: Settings) -> tuple[list[str
     A value naming a corpus that another spec names (`--corpus b=./docs-b --corpus b`) picks it even when a
     folder of that name exists; any other plain word that is not a folder picks a corpus too."""
     from lodestar.docs.service import BUNDLED
-    from lodestar.docs.sources import is_valid_name, split_spec
+    from lodestar.docs.sources import TARBALL_SUFFIXES, is_valid_name, split_spec
 
     declared = {split_spec(spec)[0] for spec in [*settings.corpora, *values]} | {BUNDLED}
     names: list[str] = []
     sources: list[str] = []
     for value in values:
         name, source = split_spec(value)
-        plain = name is None and is_valid_name(source) and not source.endswith((".tgz", ".tar.gz"))
+        plain = name is None and is_valid_name(source) and not source.endswith(TARBALL_SUFFIXES)
         (names if plain and (source in declared or not os.path.isdir(source)) else sources).append(value)
     if len(names) > 1:
         _usage_error(

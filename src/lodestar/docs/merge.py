@@ -4,6 +4,7 @@ hit for a page that several corpora hold in near-identical form (two versions of
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -37,18 +38,18 @@ def merge(hits: Sequence[Ranked], bundled: str, wanted: int) -> list[Ranked]:
 def _bundled_last(ordered: list[Ranked], bundled: str) -> list[Ranked]:
     """Keeps score order, except that a bundled hit waits while it would come first or make more than one in
     BUNDLED_SHARE: the user added their corpora to search them."""
-    ours = [h for h in ordered if h.corpus.name == bundled]
-    theirs = [h for h in ordered if h.corpus.name != bundled]
+    ours = deque(h for h in ordered if h.corpus.name == bundled)
+    theirs = deque(h for h in ordered if h.corpus.name != bundled)
     out: list[Ranked] = []
     taken = 0
     while ours and theirs:
         allowed = taken < math.ceil(len(out) / BUNDLED_SHARE)
         if allowed and ours[0].match.score >= theirs[0].match.score:
-            out.append(ours.pop(0))
+            out.append(ours.popleft())
             taken += 1
         else:
-            out.append(theirs.pop(0))
-    return out + ours + theirs
+            out.append(theirs.popleft())
+    return [*out, *ours, *theirs]
 
 
 def _collapse(ordered: list[Ranked], wanted: int) -> list[Ranked]:

@@ -22,6 +22,7 @@ from lodestar.docs.tarball import extract_docs, package_json
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+TARBALL_SUFFIXES = (".tgz", ".tar.gz")  # a source ending so is an npm tarball
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ def provisional_name(spec: str) -> str | None:
     if source.startswith("npm:"):
         package = npm.package_name(source.removeprefix("npm:"))
         return package_corpus_name(package) if package else spec
-    if source.endswith((".tgz", ".tar.gz")):
+    if source.endswith(TARBALL_SUFFIXES):
         return None
     return _folder_name(Path(source).expanduser().resolve())
 
@@ -98,7 +99,7 @@ def resolve(
     if source.startswith("npm:"):
         package, version, folder = npm.fetch(source.removeprefix("npm:"), cache_dir, limits, lambda: stage("fetching"))
         corpus = CorpusSource(package_corpus_name(package), source, folder / "docs", version)
-    elif source.endswith((".tgz", ".tar.gz")):
+    elif source.endswith(TARBALL_SUFFIXES):
         corpus = _from_tarball(Path(source).expanduser(), cache_dir, limits, stage)
     else:
         corpus = _from_dir(Path(source).expanduser())
