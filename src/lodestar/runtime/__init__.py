@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .agent import Agent, AgentStream
+from .agent import Agent
 from .app import Lodestar
 from .chunks import BaseChunk, Chunk, DataChunk, parse_chunk
 from .context import ToolContext, ToolWriter
@@ -14,6 +14,7 @@ from .options import RunOptions
 from .plan import RunPlan, RunState
 from .processors import InputResult, Processor, StepOverrides, TripWire, TripwireInfo
 from .result import RunError, RunResult, StepResult, ToolCallRecord, ToolResultRecord
+from .stream import AgentStream
 from .structured import StructuredOutputError
 from .subagents import Delegation, DelegationComplete, DelegationDecision, DelegationStart
 from .tools import Tool, ToolArgumentsError, ToolBackgroundConfig, tool
