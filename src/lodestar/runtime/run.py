@@ -66,6 +66,7 @@ _BLOCK_ENDS: dict[str, type[TextEndChunk] | type[ReasoningEndChunk]] = {
     "text-start": TextEndChunk,
     "reasoning-start": ReasoningEndChunk,
 }
+_TRACKED = frozenset({"text-delta", "reasoning-delta", "text-end", "reasoning-end", *_BLOCK_ENDS})
 
 
 class Run:
@@ -113,6 +114,12 @@ class Run:
             if processed is None:
                 return
             part = processed
+        if part.type in _TRACKED:
+            self._track(part)
+        await self.sink(part)
+
+    def _track(self, part: Chunk) -> None:
+        """The text and reasoning that reached the consumer, and the blocks it saw open."""
         if isinstance(part, TextDeltaChunk):
             self._texts.setdefault(part.payload.id, []).append(part.payload.text)
         elif isinstance(part, ReasoningDeltaChunk):
@@ -121,7 +128,6 @@ class Run:
             self._open_blocks[part.payload.id] = _BLOCK_ENDS[part.type]  # type: ignore[union-attr]
         elif isinstance(part, TextEndChunk | ReasoningEndChunk):
             self._open_blocks.pop(part.payload.id, None)
-        await self.sink(part)
 
     async def _end_open_blocks(self) -> None:
         """A tripwire mid-block still ends the text or reasoning block the consumer saw start. The ends go
@@ -500,7 +506,7 @@ def _step_payload(step: StepResult, message_id: str, finish: Finish, model: Mode
     return {
         "message_id": message_id,
         "step_result": outcome,
-        "output": {"text": step.text, "usage": step.usage.model_dump()},
+        "output": {"text": step.text, "usage": dict(step.usage)},
         "metadata": {"step_number": step.step_number, **_describe(model)},
     }
 

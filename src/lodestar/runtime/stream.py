@@ -17,6 +17,44 @@ Producer = Callable[[Sink], Awaitable[RunResult]]
 Continuation = Callable[[Sink], Awaitable[object]]
 
 
+class _Channel:
+    """A bounded buffer from the run (and its parallel tool calls) to the stream's one reader.
+
+    asyncio.Queue would do, but this sits on the path of every chunk: here a write that finds room is an
+    append, and a read that finds a chunk is a popleft, with no future made or woken."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[Any] = deque()
+        self._size = size
+        self._reader: asyncio.Future[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, item: Any) -> None:
+        while len(self._items) >= self._size:
+            self._room.clear()
+            await self._room.wait()
+        self._items.append(item)
+        if self._reader is not None:
+            if not self._reader.done():
+                self._reader.set_result(None)
+            self._reader = None
+
+    def take(self) -> Any:
+        """The next item if one is waiting, else None: the read of a chunk that is there already, no await."""
+        if not self._items:
+            return None
+        if not self._room.is_set():
+            self._room.set()
+        return self._items.popleft()
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._reader = asyncio.get_running_loop().create_future()
+            await self._reader
+        return self.take()
+
+
 class AgentStream:
     """An async iterator of chunks written by producers: one run, then any turns chained after it with `then()`.
 
@@ -63,10 +101,10 @@ class AgentStream:
             await self._chunks.aclose()
 
     async def _iterate(self) -> AsyncGenerator[Chunk, None]:
-        queue: asyncio.Queue[Any] = asyncio.Queue(self._buffer)
-        task = asyncio.create_task(self._produce(queue))
+        channel = _Channel(self._buffer)
+        task = asyncio.create_task(self._produce(channel))
         try:
-            while (item := await queue.get()) is not _END:
+            while (item := channel.take() or await channel.get()) is not _END:
                 yield item
             try:
                 self._result = await task
@@ -80,21 +118,21 @@ class AgentStream:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: the consumer has seen it, or has gone
 
-    async def _produce(self, queue: asyncio.Queue[Any]) -> RunResult:
+    async def _produce(self, channel: _Channel) -> RunResult:
         """Runs the turns; the end marker goes in only when they ended by themselves (a cancelled stream has
-        no reader left, and waiting to put into a full queue would never end)."""
+        no reader left, and waiting to put into a full channel would never end)."""
         try:
-            result = await self._producer(queue.put)
+            result = await self._producer(channel.put)
             while self._turns:
-                await self._turns.popleft()(queue.put)
+                await self._turns.popleft()(channel.put)
         except asyncio.CancelledError:
             raise
         except BaseException:
-            await queue.put(_END)
+            await channel.put(_END)
             raise
         finally:
             self._ended = True
-        await queue.put(_END)
+        await channel.put(_END)
         return result
 
     async def result(self) -> RunResult:
