@@ -11,9 +11,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from lodestar.runtime import Agent, Memory, Tool, ToolArgumentsError, ToolContext, tool
+from lodestar.runtime.background import ToolBackgroundConfig
 from lodestar.runtime.chunks import Chunk
 from lodestar.runtime.models.scripted import ScriptedModel, call, calls, reply
-from lodestar.runtime.tools import ToolBackgroundConfig, parse_docstring, tool_from_function
+from lodestar.runtime.tools import parse_docstring, tool_from_function
 from lodestar.storage import SQLiteStorage
 
 pytestmark = pytest.mark.anyio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .agent import Agent
 from .app import Lodestar
+from .background import AgentBackgroundConfig, ToolBackgroundConfig
 from .chunks import BaseChunk, Chunk, DataChunk, parse_chunk
 from .context import ToolContext, ToolWriter
 from .dispatch import InlineDispatcher, ToolDispatcher, ToolOutcome
@@ -17,11 +18,12 @@ from .result import RunError, RunResult, StepResult, ToolCallRecord, ToolResultR
 from .stream import AgentStream
 from .structured import StructuredOutputError
 from .subagents import Delegation, DelegationComplete, DelegationDecision, DelegationStart
-from .tools import Tool, ToolArgumentsError, ToolBackgroundConfig, tool
+from .tools import Tool, ToolArgumentsError, tool
 from .usage import Usage
 
 __all__ = [
     "Agent",
+    "AgentBackgroundConfig",
     "AgentStream",
     "BaseChunk",
     "Chunk",

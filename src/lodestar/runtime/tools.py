@@ -10,12 +10,12 @@ from typing import Annotated, Any, get_args, get_origin, get_type_hints, overloa
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
-from pydantic.alias_generators import to_camel
 from pydantic_core import to_jsonable_python
 
 from .._loops import PerLoop
 from ..arguments import argument_problems
 from ..errors import InvalidTypeError, InvalidValueError, UsageError
+from .background import BackgroundArg, background_config
 from .context import ToolContext
 from .models.base import ToolSpec
 
@@ -26,48 +26,6 @@ _DOC_ARG = re.compile(r"^\s*(?::param\s+(?:[\w\[\].|]+\s+)?)?(\w+)(?:\s*\([^)]*\
 class ToolArgumentsError(UsageError, ValueError):
     """Arguments that do not fit a tool's input schema, raised by `Tool.validate` and `Tool.execute`. In a run the
     model reads the message as the tool's result and tries again; a direct caller fixes the arguments."""
-
-
-class ToolBackgroundConfig(BaseModel):
-    """`@tool(background=...)`: whether and how the tool runs as a background task (Mastra's tool-level
-    `backgroundTasks`). Only a background task manager reads it: without one, every tool runs inline.
-
-    Names are snake_case (`timeout_ms`); Mastra's camelCase (`timeoutMs`) is accepted too. Unknown names are an
-    error when the tool is defined, so a typo cannot silently leave a tool in the foreground."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=True, validate_by_alias=True
-    )
-
-    enabled: bool = Field(False, description="run this tool in the background when a task manager is enabled")
-    timeout_ms: int | None = Field(
-        None, gt=0, description="the task fails after this long; unset: the manager's default"
-    )
-    max_retries: int | None = Field(None, ge=0, description="attempts after a failure before the task is failed")
-    wait_timeout_ms: int | None = Field(
-        None, ge=0, description="how long the step waits for the task before going on without it; unset: no wait"
-    )
-
-
-BackgroundArg = ToolBackgroundConfig | Mapping[str, Any] | bool | None
-
-
-def background_config(value: BackgroundArg, tool_name: str) -> ToolBackgroundConfig | None:
-    """`True` is `{"enabled": True}`; a mapping is checked field by field, naming what is wrong."""
-    if value is None or isinstance(value, ToolBackgroundConfig):
-        return value
-    if isinstance(value, bool):
-        return ToolBackgroundConfig(enabled=value)
-    if not isinstance(value, Mapping):
-        raise InvalidTypeError(
-            f"tool {tool_name}: background must be a dict, a ToolBackgroundConfig or a bool, got {value!r}"
-        )
-    try:
-        return ToolBackgroundConfig.model_validate(value)
-    except ValidationError as exc:
-        fields: dict[str, Any] = {name: {} for name in ToolBackgroundConfig.model_fields}
-        problems = argument_problems(exc.errors(), fields)
-        raise InvalidValueError(f"tool {tool_name}: invalid background config: {problems}") from None
 
 
 class Tool:
