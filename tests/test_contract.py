@@ -34,7 +34,7 @@ PYTHON_NAMES = [
     ("lodestar.storage", "SQLiteStorage"),
     ("lodestar", "LodestarError"),
     ("lodestar.errors", "is_retryable"),
-    pytest.param("lodestar.background", "BackgroundTasksConfig", marks=pytest.mark.xfail(strict=True, reason=NOT_YET)),
+    ("lodestar.background", "BackgroundTasksConfig"),
 ]
 
 DOCS_TOOLS: dict[str, tuple[set[str], set[str]]] = {  # tool -> (arguments, result fields)
@@ -79,7 +79,6 @@ def test_an_app_takes_agents_and_storage() -> None:
     assert {"agents", "storage"} <= set(inspect.signature(Lodestar).parameters)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_an_app_takes_background_tasks() -> None:
     assert "background_tasks" in inspect.signature(Lodestar).parameters
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from lodestar.runtime import Agent, Lodestar, Memory, Message, ThreadError, tool
+from lodestar import Lodestar
+from lodestar.runtime import Agent, Memory, Message, ThreadError, tool
 from lodestar.runtime.models.base import ModelError, ModelRequest
 from lodestar.runtime.models.scripted import ScriptedModel, call, calls, reply
 from lodestar.storage import SQLiteStorage

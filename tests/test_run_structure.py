@@ -17,7 +17,7 @@ from test_agent_runs import collect, lookup, model_for
 from lodestar import Agent, ToolContext, tool
 from lodestar.runtime import AgentStream, Memory, Processor, RunOptions, ToolCallPart
 from lodestar.runtime.chunks import LIFECYCLE
-from lodestar.runtime.dispatch import INLINE, ToolDispatcher, ToolOutcome
+from lodestar.runtime.dispatch import INLINE, InlineDispatcher, ToolDispatcher, ToolOutcome
 from lodestar.runtime.models.scripted import ScriptedModel, call, calls
 from lodestar.runtime.plan import CUT_SHORT, FinalAnswer, RunAgain, RunState, Stop, decide
 from lodestar.runtime.processors import OutputStreamArgs
@@ -161,8 +161,8 @@ def test_each_runtime_module_imports_on_its_own(module: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-class Recording:
-    """A dispatcher that runs nothing: it records each call and answers from a table."""
+class Recording(InlineDispatcher):
+    """A dispatcher that runs nothing: it records each call and answers from a table (specs as inline)."""
 
     def __init__(self, answers: dict[str, ToolOutcome]) -> None:
         self.answers = answers

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 # Where each lazily imported name lives (see __getattr__); the error tree is drawn in lodestar.errors.
 _LAZY = {
     "Agent": "runtime",
-    "Lodestar": "runtime",
+    "Lodestar": "app",
     "ToolContext": "runtime",
     "tool": "runtime",
     "ConfigError": "server.http",
@@ -57,10 +57,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .app import Lodestar
     from .docs.errors import CorpusError, CorpusLoading, DocsError
     from .runtime import (
         Agent,
-        Lodestar,
         ModelError,
         StructuredOutputError,
         ThreadError,

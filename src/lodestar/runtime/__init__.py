@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .agent import Agent
-from .app import Lodestar
 from .background import AgentBackgroundConfig, ToolBackgroundConfig
 from .chunks import BaseChunk, Chunk, DataChunk, parse_chunk
 from .context import ToolContext, ToolWriter
@@ -34,7 +33,6 @@ __all__ = [
     "DelegationStart",
     "InlineDispatcher",
     "InputResult",
-    "Lodestar",
     "Memory",
     "Message",
     "ModelError",

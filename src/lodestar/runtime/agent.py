@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidValueError
+from .background import AgentBackgroundArg, agent_background_config
 from .dispatch import INLINE, ToolDispatcher
 from .memory import Memory, ThreadError
 from .messages import MessageInput
@@ -48,6 +49,7 @@ class Agent:
         default_options: Mapping[str, Any] | None = None,
         tool_dispatcher: ToolDispatcher | None = None,
         delegation: Delegation | None = None,
+        background_tasks: AgentBackgroundArg = None,
     ) -> None:
         if not AGENT_ID.match(id):
             raise InvalidValueError(f"agent id {id!r} must be 1-48 letters, digits, '_' or '-' (it names MCP tools)")
@@ -66,6 +68,7 @@ class Agent:
         self.default_options = dict(default_options or {})
         RunOptions.merge(self.default_options, {})  # a typo in default_options fails here, not on the first call
         self.tool_dispatcher: ToolDispatcher = tool_dispatcher or INLINE
+        self.background_tasks = agent_background_config(background_tasks, id)
         self.storage: Storage | None = None
         self.tools = tool_map(tools)
         self.agents = list(agents)

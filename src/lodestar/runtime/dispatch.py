@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .context import ToolContext
 from .messages import ToolCallPart
+from .models.base import ToolSpec
 from .tools import Tool
 
 
@@ -29,9 +30,16 @@ class ToolDispatcher(Protocol):
 
     async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome: ...
 
+    def spec(self, tool: Tool) -> ToolSpec:
+        """The tool as the model sees it: a background dispatcher adds the `_background` override it reads."""
+        ...
+
 
 class InlineDispatcher:
     """Runs the tool now, in the step that called it: the default."""
+
+    def spec(self, tool: Tool) -> ToolSpec:
+        return tool.spec
 
     async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome:
         return ToolOutcome(await tool.execute(call.args, context))

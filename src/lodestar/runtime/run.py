@@ -345,7 +345,7 @@ class Run:
         return ModelRequest(
             system=prompt,
             messages=messages,
-            tools=[t.spec for t in tools.values()],
+            tools=[self.plan.dispatcher.spec(t) for t in tools.values()],
             tool_choice=tool_choice if tools else "none",
             response_format=response_format,
             settings=self.plan.settings,

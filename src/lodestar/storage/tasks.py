@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from .models import utcnow
 
 TaskStatus = Literal["pending", "running", "completed", "failed", "timed_out", "cancelled"]
+STATUSES: tuple[str, ...] = get_args(TaskStatus)
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "timed_out", "cancelled"})
 EventKind = Literal["queued", "running", "output", "completed", "failed", "cancelled", "cancel-requested"]
 

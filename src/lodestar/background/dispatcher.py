@@ -1,0 +1,197 @@
+"""BackgroundDispatcher: an agent's tool calls, each run inline or handed to the manager as a background task.
+
+Whether a call goes to the background is resolved per call, in Mastra's order: the model's `_background` in the
+call's arguments, the agent's `background_tasks.tools` entry, the tool's own `background`, then the manager's
+defaults; an agent with `disabled` runs everything inline. The loop gets its tool result at once: the task's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+
+from ..arguments import argument_problems
+from ..runtime.background import AgentBackgroundConfig, ToolBackgroundConfig
+from ..runtime.chunks import BackgroundTaskProgressChunk, BackgroundTaskStartedChunk
+from ..runtime.context import ToolContext
+from ..runtime.dispatch import ToolOutcome
+from ..runtime.messages import ToolCallPart, new_id
+from ..runtime.models.base import ToolSpec
+from ..runtime.tools import Tool, ToolArgumentsError
+from ..storage.models import utcnow
+from ..storage.tasks import BackgroundTask
+from .manager import BackgroundTaskManager, tool_result_of
+
+OVERRIDE = "_background"
+OVERRIDE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "Optional. Run this call as a background task: you get a task id at once and the result arrives "
+        "later. Give only what you want to change."
+    ),
+    "properties": {
+        "enabled": {"type": "boolean", "description": "true: run in the background; false: wait for the result"},
+        "timeoutMs": {"type": "integer", "minimum": 1, "description": "fail the task after this many ms"},
+        "maxRetries": {"type": "integer", "minimum": 0, "description": "retries after a failure"},
+        "waitTimeoutMs": {"type": "integer", "minimum": 0, "description": "wait this long for the result first"},
+    },
+    "additionalProperties": False,
+}
+_OVERRIDE_FIELDS = ("enabled", "timeout_ms", "max_retries", "wait_timeout_ms")
+
+
+class BackgroundRejected(RuntimeError):
+    """The limits are reached and backpressure is `reject`: the model reads this as the call's error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    enabled: bool
+    timeout_ms: int
+    max_retries: int
+    wait_timeout_ms: int | None
+
+
+class BackgroundDispatcher:
+    def __init__(self, manager: BackgroundTaskManager, agent_id: str, agent: AgentBackgroundConfig) -> None:
+        self.manager = manager
+        self.agent_id = agent_id
+        self.agent = agent
+        self._specs: dict[Tool, ToolSpec] = {}
+
+    def spec(self, tool: Tool) -> ToolSpec:
+        """Built once per tool: every step of every run hands the same spec to the model."""
+        if self.agent.disabled:
+            return tool.spec
+        spec = self._specs.get(tool)
+        if spec is None:
+            schema = dict(tool.spec.input_schema)
+            schema["properties"] = {**schema.get("properties", {}), OVERRIDE: OVERRIDE_SCHEMA}
+            spec = self._specs[tool] = tool.spec.model_copy(update={"input_schema": schema})
+        return spec
+
+    def resolve(self, tool: Tool, override: ToolBackgroundConfig | None) -> Resolved:
+        """The first layer that sets a field wins: the call's override, the agent's entry, the tool, defaults."""
+        layers = [layer for layer in (override, self.agent.entry(tool.name), tool.background) if layer is not None]
+
+        def first(field: str, default: Any) -> Any:
+            return next((getattr(lr, field) for lr in layers if field in lr.model_fields_set), default)
+
+        config = self.manager.config
+        wait_default = self.agent.wait_timeout_ms if self.agent.wait_timeout_ms is not None else config.wait_timeout_ms
+        return Resolved(
+            enabled=not self.agent.disabled and bool(first("enabled", False)),
+            timeout_ms=first("timeout_ms", None) or config.default_timeout_ms,
+            max_retries=_first_set(first("max_retries", None), config.default_retries.max_retries),
+            wait_timeout_ms=first("wait_timeout_ms", wait_default),
+        )
+
+    async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome:
+        args = dict(call.args)
+        plan = self.resolve(tool, _override(args.pop(OVERRIDE, None), tool.name))
+        if not plan.enabled:
+            return ToolOutcome(await tool.execute(args, context))
+        tool.validate(args)  # arguments that cannot work fail now, where the model can fix them
+        task = self._task(call, tool, args, context, plan)
+        waiting = self.manager.subscribe(lambda t: t.id == task.id and t.terminal) if plan.wait_timeout_ms else None
+        try:
+            backpressure = self.manager.config.backpressure
+            admission = await self.manager.submit(task, require_slot=backpressure != "queue")
+            if not admission.admitted:
+                if backpressure == "fallback-sync":
+                    return ToolOutcome(await tool.execute(args, context))
+                raise BackgroundRejected(_full_message(self.manager, tool.name))
+            started = any(t.id == task.id for t in admission.claimed)
+            await self._announce(task, context)
+            if waiting is not None and plan.wait_timeout_ms is not None:
+                ended = await _wait(waiting, plan.wait_timeout_ms)
+                if ended is not None:
+                    result, is_error = tool_result_of(ended)
+                    return ToolOutcome(result, is_error=is_error)
+            return ToolOutcome(_acknowledgement(task, started))
+        finally:
+            if waiting is not None:
+                waiting.close()
+
+    def _task(
+        self, call: ToolCallPart, tool: Tool, args: dict[str, Any], context: ToolContext, plan: Resolved
+    ) -> BackgroundTask:
+        retry = self.manager.config.default_retries.policy().model_copy(update={"max_retries": plan.max_retries})
+        return BackgroundTask(
+            id=new_id("task"),
+            tool_name=tool.name,
+            tool_call_id=call.tool_call_id,
+            agent_id=self.agent_id,
+            run_id=context.run_id,
+            thread_id=context.thread_id,
+            resource_id=context.resource_id,
+            args=args,
+            retry=retry,
+            timeout_ms=plan.timeout_ms,
+            context={"request_context": to_jsonable_python(dict(context.request_context), fallback=str)},
+        )
+
+    async def _announce(self, task: BackgroundTask, context: ToolContext) -> None:
+        started = {"task_id": task.id, "tool_name": task.tool_name, "tool_call_id": task.tool_call_id}
+        await context.emit(BackgroundTaskStartedChunk(run_id=task.run_id, payload=started))
+        running = self.manager.running(task.run_id)
+        first = min((t.started_at or utcnow() for t in running), default=utcnow())
+        progress = {
+            "task_ids": [t.id for t in running],
+            "running_count": len(running),
+            "elapsed_ms": int((utcnow() - first).total_seconds() * 1000),
+        }
+        await context.emit(BackgroundTaskProgressChunk(run_id=task.run_id, payload=progress))
+
+
+def _override(value: Any, tool_name: str) -> ToolBackgroundConfig | None:
+    """The model's `_background`, checked: a mistake in it is the model's to fix, named like any argument."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) - {*_OVERRIDE_FIELDS, *OVERRIDE_SCHEMA["properties"]}:
+        allowed = ", ".join(OVERRIDE_SCHEMA["properties"])
+        raise ToolArgumentsError(f"invalid arguments for tool {tool_name}: {OVERRIDE} takes an object of {allowed}")
+    try:
+        return ToolBackgroundConfig.model_validate(value)
+    except ValidationError as exc:
+        problems = argument_problems(exc.errors(), OVERRIDE_SCHEMA["properties"])
+        raise ToolArgumentsError(f"invalid arguments for tool {tool_name}: {OVERRIDE}: {problems}") from None
+
+
+def _first_set(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _acknowledgement(task: BackgroundTask, started: bool) -> dict[str, Any]:
+    state = "is running" if started else "is queued (the background task limits are reached)"
+    return {
+        "task_id": task.id,
+        "status": "running" if started else "pending",
+        "message": (
+            f"{task.tool_name} {state} in the background as task {task.id}. Its result will replace this one when "
+            "it finishes; do not call the tool again for the same input."
+        ),
+    }
+
+
+def _full_message(manager: BackgroundTaskManager, tool_name: str) -> str:
+    config = manager.config
+    return (
+        f"{tool_name} was not started: the background task limits are reached ({config.global_concurrency} at once, "
+        f"{config.per_agent_concurrency} per agent) and backpressure is 'reject'. Try again once a task ends."
+    )
+
+
+async def _wait(subscription: Any, wait_ms: int) -> BackgroundTask | None:
+    try:
+        async with asyncio.timeout(wait_ms / 1000):
+            update = await subscription.get()
+    except TimeoutError:
+        return None
+    task: BackgroundTask = update.task
+    return task

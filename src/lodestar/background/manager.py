@@ -1,0 +1,398 @@
+"""BackgroundTaskManager: runs tool calls as durable tasks, shared by every process on one database.
+
+The store decides (admission, claims, leases, in one transaction each); this process runs what it claimed,
+renews its leases, recovers the tasks of processes that died, and tells observers. A change is published only
+after the store committed it: to observers in this process at once, to other processes through the store's
+event log, which each process reads when the database changed (`poll_interval_ms`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+from ..errors import InvalidValueError
+from ..runtime.background import AgentBackgroundConfig, TaskCallback
+from ..runtime.chunks import Chunk
+from ..runtime.context import ToolContext
+from ..runtime.memory import Memory
+from ..runtime.tools import Tool, ToolArgumentsError
+from ..storage.models import utcnow
+from ..storage.tasks import (
+    STATUSES,
+    Admission,
+    BackgroundTask,
+    Claimant,
+    EventKind,
+    Limits,
+    TaskFilter,
+    TaskPage,
+    TaskStore,
+    executor_key,
+)
+from .chunks import chunk_of, running_chunk
+from .config import BackgroundTasksConfig
+from .pubsub import PubSub, Subscription, Update
+
+log = logging.getLogger("lodestar.background")
+EVENTS_TTL_MS = 600_000  # other processes read events within a poll interval; ten minutes is ample
+
+
+@dataclass(frozen=True, slots=True)
+class Executor:
+    """What this process needs to run a task of one agent's tool, and whom to tell when it ends."""
+
+    tool: Tool
+    agent: AgentBackgroundConfig
+    memory: Memory | None
+
+
+@dataclass(slots=True)
+class Attempt:
+    task: BackgroundTask
+    job: asyncio.Task[None]
+    stop_reason: str | None = None  # "cancel": asked to cancel; "lost": another process took it over; "close"
+
+
+class BackgroundTaskManager:
+    def __init__(self, config: BackgroundTasksConfig, store: TaskStore) -> None:
+        self.config = config
+        self.store = store
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._executors: dict[str, Executor] = {}
+        self._attempts: dict[str, Attempt] = {}
+        self._hub = PubSub()
+        self._loops: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._claim_wanted = asyncio.Event()
+        self._maybe_pending = True
+        self._seen_seq = 0
+
+    # --- set-up -------------------------------------------------------------------------------------------------
+
+    def register(self, agent_id: str, tool: Tool, agent: AgentBackgroundConfig, memory: Memory | None) -> None:
+        """This process can run `tool` for `agent_id`: it claims such tasks, whoever dispatched them."""
+        self._executors[executor_key(agent_id, tool.name)] = Executor(tool, agent, memory)
+
+    @property
+    def claimant(self) -> Claimant:
+        limits = Limits(self.config.global_concurrency, self.config.per_agent_concurrency)
+        return Claimant(self.owner, frozenset(self._executors), limits, self.config.lease_ms)
+
+    async def start(self) -> None:
+        """Start the workers (once per event loop): first recover what dead processes left, then claim."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self._loop = loop
+        self._claim_wanted = asyncio.Event()
+        self._seen_seq = await self.store.last_event_seq()
+        await self._recover()
+        for body in (self._claimer, self._watcher, self._keeper, self._cleaner):
+            self._loops.append(asyncio.create_task(body(), name=f"lodestar-background-{body.__name__}"))
+        self._want_claim()
+
+    async def aclose(self) -> None:
+        """Stop the workers; running attempts go back to the queue for this or another process to run again."""
+        for attempt in list(self._attempts.values()):
+            attempt.stop_reason = "close"
+            attempt.job.cancel()
+        jobs = [a.job for a in self._attempts.values()]
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*jobs, *self._loops, return_exceptions=True)
+        self._loops.clear()
+        self._loop = None
+
+    # --- dispatch -----------------------------------------------------------------------------------------------
+
+    async def submit(self, task: BackgroundTask, *, require_slot: bool = False) -> Admission:
+        """Admit a task; it starts here at once when a slot is free, else waits in the queue (or, with
+        `require_slot`, is not admitted)."""
+        await self.start()
+        admission = await self.store.admit(task, self.claimant, require_slot=require_slot)
+        if admission.admitted and task.id not in {t.id for t in admission.claimed}:
+            self._maybe_pending = True
+            self._publish(Update("queued", task))
+        self._run_claimed(admission.claimed)
+        return admission
+
+    def _run_claimed(self, tasks: list[BackgroundTask]) -> None:
+        for task in tasks:
+            self._publish(Update("running", task))
+            job = asyncio.create_task(self._run_attempt(task), name=f"lodestar-task-{task.id}")
+            self._attempts[task.id] = Attempt(task, job)
+
+    async def _run_attempt(self, task: BackgroundTask) -> None:
+        executor = self._executors[task.executor]
+        try:
+            async with asyncio.timeout(task.timeout_ms / 1000):
+                result = await executor.tool.execute(task.args, self._context(task))
+        except TimeoutError:
+            await self._failed(task, TimeoutError(f"timed out after {task.timeout_ms} ms"), timed_out=True)
+        except asyncio.CancelledError:
+            await self._stopped(task)
+        except Exception as exc:
+            await self._failed(task, exc)
+        else:
+            await self._end(task, "completed", result=result)
+        finally:
+            self._attempts.pop(task.id, None)
+            self._want_claim()
+
+    def _context(self, task: BackgroundTask) -> ToolContext:
+        async def output(chunk: Chunk) -> None:
+            value = getattr(getattr(chunk, "payload", None), "output", None)
+            if value is not None:
+                await self.store.add_output(task.id, self.owner, value)
+                self._publish(Update("output", task, value))
+
+        return ToolContext(
+            run_id=task.run_id,
+            agent_id=task.agent_id,
+            tool_call_id=task.tool_call_id,
+            tool_name=task.tool_name,
+            thread_id=task.thread_id,
+            resource_id=task.resource_id,
+            request_context=task.context.get("request_context") or {},
+            emit=output,
+        )
+
+    async def _failed(self, task: BackgroundTask, exc: BaseException, *, timed_out: bool = False) -> None:
+        error = {"message": f"{type(exc).__name__}: {exc}" if not timed_out else str(exc)}
+        if task.attempt <= task.retry.max_retries and self._retryable(exc):
+            delay_ms = task.retry.delay_ms(task.attempt)
+            due = utcnow() + timedelta(milliseconds=delay_ms)
+            requeued = await self.store.retry_later(task.id, self.owner, task.attempt, due, error)
+            if requeued is not None:
+                self._publish(Update("queued", requeued))
+                self._maybe_pending = True
+                asyncio.get_running_loop().call_later(delay_ms / 1000, self._want_claim)
+            return
+        await self._end(task, "timed_out" if timed_out else "failed", error=error)
+
+    def _retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, ToolArgumentsError):
+            return False  # the same arguments fail the same way
+        decide = self.config.default_retries.retryable_errors
+        if decide is None:
+            return True
+        try:
+            return bool(decide(exc))
+        except Exception:
+            log.exception("retryable_errors raised; the task is not retried")
+            return False
+
+    async def _stopped(self, task: BackgroundTask) -> None:
+        attempt = self._attempts.get(task.id)
+        reason = attempt.stop_reason if attempt else "close"
+        if reason == "cancel":
+            await self._end(task, "cancelled")
+        elif reason == "close":
+            with contextlib.suppress(Exception):
+                interrupted = {"message": "interrupted: the process running it closed"}
+                await self.store.retry_later(task.id, self.owner, task.attempt, utcnow(), interrupted)
+
+    async def _end(
+        self, task: BackgroundTask, status: Any, *, result: Any = None, error: dict[str, Any] | None = None
+    ) -> None:
+        ended = await self.store.finish(task.id, self.owner, task.attempt, status, result=result, error=error)
+        if ended is None:
+            return  # the lease was lost: the process that took the task over reports it
+        self._publish(Update(_announced(ended), ended))
+        await self._settled(ended)
+
+    async def _settled(self, task: BackgroundTask) -> None:
+        """The result joins the dispatching thread's memory; then the callbacks of each layer fire once."""
+        executor = self._executors.get(task.executor)
+        if executor is not None and executor.memory is not None and task.thread_id:
+            await self.record_result(executor.memory, task)
+        callbacks: list[TaskCallback | None] = []
+        ok = task.status == "completed"
+        if executor is not None:
+            background = executor.tool.background
+            callbacks.append((background.on_complete if ok else background.on_failed) if background else None)
+            callbacks.append(executor.agent.on_task_complete if ok else executor.agent.on_task_failed)
+        callbacks.append(self.config.on_task_complete if ok else self.config.on_task_failed)
+        if task.status == "cancelled":
+            return
+        for callback in callbacks:
+            if callback is not None:
+                await _call_safely(callback, task)
+
+    async def record_result(self, memory: Memory, task: BackgroundTask) -> bool:
+        """Replace the call's "started" result in its thread by the task's outcome; False if not stored yet."""
+        result, is_error = tool_result_of(task)
+        try:
+            return await memory.set_tool_result(task.thread_id or "", task.tool_call_id, result, is_error)
+        except Exception:
+            log.exception("task %s: could not write its result to thread %s", task.id, task.thread_id)
+            return False
+
+    # --- observation --------------------------------------------------------------------------------------------
+
+    def running(self, run_id: str) -> list[BackgroundTask]:
+        """The tasks of one run that this process is running now."""
+        return [a.task for a in self._attempts.values() if a.task.run_id == run_id]
+
+    def subscribe(self, wants: Callable[[BackgroundTask], bool]) -> Subscription:
+        return self._hub.subscribe(wants)
+
+    async def get_task(self, task_id: str) -> BackgroundTask | None:
+        return await self.store.get(task_id)
+
+    async def list_tasks(self, *, page: int = 0, per_page: int = 50, **filters: str | None) -> TaskPage:
+        return await self.store.list_tasks(_filter(filters), page=page, per_page=per_page)
+
+    async def stream(self, **filters: str | None) -> AsyncIterator[Chunk]:
+        """The running tasks that match, then every change to matching tasks as it is committed, in any process."""
+        await self.start()
+        where = _filter(filters)
+        subscription = self.subscribe(where.matches)
+        try:
+            running = await self.store.list_tasks(replace(where, status="running"), per_page=500)
+            for task in reversed(running.tasks):
+                yield running_chunk(task)
+            async for update in subscription:
+                chunk = chunk_of(update)
+                if chunk is not None:
+                    yield chunk
+        finally:
+            subscription.close()
+
+    async def cancel(self, task_id: str) -> BackgroundTask | None:
+        """Cancel a pending or running task, here or in another process; a finished one is returned unchanged."""
+        await self.start()
+        task = await self.store.request_cancel(task_id, self.owner)
+        if task is None:
+            return None
+        if task.status == "cancelled":
+            self._publish(Update("cancelled", task))
+        elif task.status == "running" and task.cancel_requested:
+            self._publish(Update("cancel-requested", task))
+        return task
+
+    # --- workers ------------------------------------------------------------------------------------------------
+
+    def _publish(self, update: Update) -> None:
+        if update.kind == "cancel-requested":
+            attempt = self._attempts.get(update.task.id)
+            if attempt is not None and attempt.stop_reason is None:
+                attempt.stop_reason = "cancel"
+                attempt.job.cancel()
+        self._hub.publish(update)
+
+    def _want_claim(self) -> None:
+        if self._maybe_pending:
+            self._claim_wanted.set()
+
+    async def _claimer(self) -> None:
+        while True:
+            await self._claim_wanted.wait()
+            self._claim_wanted.clear()
+            try:
+                claimed = await self.store.claim(self.claimant)
+            except Exception:
+                log.exception("claiming background tasks failed; trying again on the next change")
+                continue
+            if not claimed:
+                self._maybe_pending = False
+            self._run_claimed(claimed)
+
+    async def _watcher(self) -> None:
+        """Other processes' changes: published here, and a queued task or a freed slot may be ours to run."""
+        while True:
+            await asyncio.sleep(self.config.poll_interval_ms / 1000)
+            try:
+                if not await self.store.changed():
+                    continue
+                events = await self.store.events_after(self._seen_seq)
+            except Exception:
+                log.exception("reading other processes' task events failed")
+                continue
+            for event in events:
+                self._seen_seq = event.seq
+                if event.origin == self.owner:
+                    continue
+                if event.kind == "queued" or event.task.terminal:
+                    self._maybe_pending = self._maybe_pending or event.kind == "queued"
+                    self._want_claim()
+                self._publish(Update(event.kind, event.task, event.output))
+
+    async def _keeper(self) -> None:
+        """Renew this process's leases, and take over the tasks of processes whose leases expired."""
+        while True:
+            await asyncio.sleep(self.config.lease_ms / 3000)
+            try:
+                held = await self.store.renew(self.owner, list(self._attempts), self.config.lease_ms)
+                for task_id, attempt in list(self._attempts.items()):
+                    if task_id not in held and attempt.stop_reason is None:
+                        attempt.stop_reason = "lost"
+                        attempt.job.cancel()
+                await self._recover()
+            except Exception:
+                log.exception("renewing leases or recovering tasks failed")
+
+    async def _recover(self) -> None:
+        for task in await self.store.recover(self.owner):
+            if task.status == "pending":
+                self._maybe_pending = True
+                self._publish(Update("queued", task))
+                self._want_claim()
+            else:
+                self._publish(Update(_announced(task), task))
+                await self._settled(task)
+
+    async def _cleaner(self) -> None:
+        cleanup = self.config.cleanup
+        while True:
+            await asyncio.sleep(cleanup.cleanup_interval_ms / 1000)
+            try:
+                await self.store.cleanup(cleanup.completed_ttl_ms, cleanup.failed_ttl_ms, EVENTS_TTL_MS)
+            except Exception:
+                log.exception("deleting old background task records failed")
+
+
+def _announced(task: BackgroundTask) -> EventKind:
+    """The event a finished task is announced with: a timeout is a failure, as in Mastra's chunks."""
+    return "cancelled" if task.status == "cancelled" else "completed" if task.status == "completed" else "failed"
+
+
+def tool_result_of(task: BackgroundTask) -> tuple[Any, bool]:
+    """What the model reads as the call's result once the task ended."""
+    if task.status == "completed":
+        return task.result, False
+    message = (task.error or {}).get("message", "")
+    if task.status == "cancelled":
+        return f"background task {task.id} ({task.tool_name}) was cancelled", True
+    return f"background task {task.id} ({task.tool_name}) {task.status.replace('_', ' ')}: {message}", True
+
+
+def _filter(filters: dict[str, str | None]) -> TaskFilter:
+    unknown = set(filters) - set(TaskFilter.__dataclass_fields__)
+    if unknown:
+        known = ", ".join(TaskFilter.__dataclass_fields__)
+        raise InvalidValueError(f"unknown task filter {', '.join(sorted(unknown))}; the filters are: {known}")
+    status = filters.get("status")
+    if status is not None and status not in STATUSES:
+        raise InvalidValueError(f"unknown status {status!r}; a task's status is one of {', '.join(STATUSES)}")
+    return TaskFilter(**filters)
+
+
+async def _call_safely(callback: TaskCallback, task: BackgroundTask) -> None:
+    """A callback's failure is logged; it never changes the task's outcome."""
+    try:
+        outcome = callback(task)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:
+        log.exception("a callback for background task %s raised; the task's outcome stands", task.id)
