@@ -396,9 +396,11 @@ def test_a_thread_survives_a_process_restart_with_tool_turns(openai_server: LLMS
     assert messages[3]["content"] == "I noted heron."
 
 
-async def test_options_that_do_nothing_yet_are_refused(openai_server: LLMServer) -> None:
+async def test_options_that_do_nothing_here_are_refused(openai_server: LLMServer) -> None:
     agent = Agent("g", model=model_for(openai_server))
-    with pytest.raises(ValueError, match=r"^invalid run options: max_idle_ms is not available yet: .*leave it out$"):
+    with pytest.raises(ValueError, match=r"^max_idle_ms applies only to stream_until_idle\(\)"):
         await agent.generate("hi", max_idle_ms=1000)
+    with pytest.raises(ValueError, match=r"^max_idle_ms applies only to stream_until_idle\(\)"):
+        agent.stream("hi", max_idle_ms=1000)
     with pytest.raises(ValueError, match=r"unknown argument 'max_step' \(did you mean 'max_steps'\?\)"):
         await agent.generate("hi", max_step=3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
@@ -25,7 +25,13 @@ from ..runtime.models.base import ToolSpec
 from ..runtime.tools import Tool, ToolArgumentsError
 from ..storage.models import utcnow
 from ..storage.tasks import BackgroundTask
+from .idle import UntilIdle
 from .manager import BackgroundTaskManager, tool_result_of
+
+if TYPE_CHECKING:
+    from ..runtime.agent import Agent
+    from ..runtime.run import Run
+    from ..runtime.stream import Producer
 
 OVERRIDE = "_background"
 OVERRIDE_SCHEMA: dict[str, Any] = {
@@ -75,6 +81,9 @@ class BackgroundDispatcher:
             spec = self._specs[tool] = tool.spec.model_copy(update={"input_schema": schema})
         return spec
 
+    def until_idle(self, agent: Agent, run: Run, options: Mapping[str, Any], max_idle_ms: int) -> Producer:
+        return UntilIdle(self.manager, agent, run, options, max_idle_ms)
+
     def resolve(self, tool: Tool, override: ToolBackgroundConfig | None) -> Resolved:
         """The first layer that sets a field wins: the call's override, the agent's entry, the tool, defaults."""
         layers = [layer for layer in (override, self.agent.entry(tool.name), tool.background) if layer is not None]
@@ -111,6 +120,7 @@ class BackgroundDispatcher:
             if waiting is not None and plan.wait_timeout_ms is not None:
                 ended = await _wait(waiting, plan.wait_timeout_ms)
                 if ended is not None:
+                    self.manager.mark_answered(task.id)
                     result, is_error = tool_result_of(ended)
                     return ToolOutcome(result, is_error=is_error)
             return ToolOutcome(_acknowledgement(task, started))

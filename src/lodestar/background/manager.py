@@ -44,7 +44,8 @@ from .config import BackgroundTasksConfig
 from .pubsub import PubSub, Subscription, Update
 
 log = logging.getLogger("lodestar.background")
-EVENTS_TTL_MS = 600_000  # other processes read events within a poll interval; ten minutes is ample
+EVENTS_TTL_MS = 600_000
+ANSWERED_KEPT = 10_000  # other processes read events within a poll interval; ten minutes is ample
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ class BackgroundTaskManager:
         self._claim_wanted = asyncio.Event()
         self._maybe_pending = True
         self._seen_seq = 0
+        self._answered: dict[str, None] = {}  # tasks whose result a step waited for (wait_timeout_ms), newest last
 
     # --- set-up -------------------------------------------------------------------------------------------------
 
@@ -239,6 +241,15 @@ class BackgroundTaskManager:
             return False
 
     # --- observation --------------------------------------------------------------------------------------------
+
+    def mark_answered(self, task_id: str) -> None:
+        """The call's own step read this task's result, so nothing needs to continue for it."""
+        self._answered[task_id] = None
+        while len(self._answered) > ANSWERED_KEPT:
+            del self._answered[next(iter(self._answered))]
+
+    def answered(self, task_id: str) -> bool:
+        return task_id in self._answered
 
     def running(self, run_id: str) -> list[BackgroundTask]:
         """The tasks of one run that this process is running now."""

@@ -45,6 +45,9 @@ class Subscription:
         self._hub.unsubscribe(self)
         self._queue.put_nowait(None) if not self._queue.full() else None
 
+    def empty(self) -> bool:
+        return self._queue.empty()
+
     async def get(self) -> Update:
         update = await self._queue.get()
         if update is None:

@@ -12,7 +12,7 @@ from ..errors import InvalidValueError
 from .background import AgentBackgroundArg, agent_background_config
 from .dispatch import INLINE, ToolDispatcher
 from .memory import Memory, ThreadError
-from .messages import MessageInput
+from .messages import Message, MessageInput
 from .models import resolve_model
 from .models.base import Model, ModelSettings
 from .options import RunOptions
@@ -145,25 +145,38 @@ class Agent:
             dispatcher=self.tool_dispatcher,
         )
 
-    def _run(self, messages: MessageInput, given: Mapping[str, Any]) -> Run:
+    def run_of(self, messages: MessageInput, given: Mapping[str, Any], *, context: Sequence[Message] = ()) -> Run:
+        """The run a call makes, not started; `context` is seen by the model before the input and not saved."""
         options = RunOptions.merge(self.default_options, given)
-        return Run(self.plan(options), messages, run_id=options.run_id)
+        return Run(self.plan(options), messages, run_id=options.run_id, context=context)
 
     async def generate(self, messages: MessageInput, **options: Any) -> RunResult:
         """Run to the end and return the result; provider failures land in `result.error`, not raised."""
-        return await self._run(messages, options).execute()
+        return await self._run_once(messages, options).execute()
+
+    def _run_once(self, messages: MessageInput, options: Mapping[str, Any]) -> Run:
+        if "max_idle_ms" in options:
+            raise InvalidValueError(
+                "max_idle_ms applies only to stream_until_idle(): generate() and stream() end with their run"
+            )
+        return self.run_of(messages, options)
 
     def stream(self, messages: MessageInput, **options: Any) -> AgentStream:
         """Chunks as they happen: `async for chunk in agent.stream(...)`, then `await stream.result()`.
 
         Use `async with agent.stream(...) as stream:` to stop the run as soon as you leave the block early.
         """
-        run = self._run(messages, options)
+        run = self._run_once(messages, options)
         return AgentStream(run.execute, run_id=run.run_id)
 
     def stream_until_idle(self, messages: MessageInput, **options: Any) -> AgentStream:
-        """Like stream(); with background tasks it also waits for them (up to `max_idle_ms`)."""
-        return self.stream(messages, **options)
+        """Like stream(), and then, in an app with background tasks, the stream stays open while the tasks its
+        turns dispatched run: each time some end, the agent runs again to read their results, until none is left
+        or `max_idle_ms` (default 5 minutes) passes between turns. Without background tasks it is stream()."""
+        run = self.run_of(messages, options)
+        max_idle_ms = RunOptions.merge(self.default_options, options).max_idle_ms
+        producer = self.tool_dispatcher.until_idle(self, run, options, max_idle_ms)
+        return AgentStream(producer, run_id=run.run_id)
 
 
 def _first(*values: Any) -> Any:

@@ -7,13 +7,19 @@ What a dispatcher raises becomes a tool error the model sees, exactly as if the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .context import ToolContext
 from .messages import ToolCallPart
 from .models.base import ToolSpec
 from .tools import Tool
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .run import Run
+    from .stream import Producer
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +40,19 @@ class ToolDispatcher(Protocol):
         """The tool as the model sees it: a background dispatcher adds the `_background` override it reads."""
         ...
 
+    def until_idle(self, agent: Agent, run: Run, options: Mapping[str, Any], max_idle_ms: int) -> Producer:
+        """What `stream_until_idle` streams: the run alone, or with the turns its background tasks call for."""
+        ...
+
 
 class InlineDispatcher:
     """Runs the tool now, in the step that called it: the default."""
 
     def spec(self, tool: Tool) -> ToolSpec:
         return tool.spec
+
+    def until_idle(self, agent: Agent, run: Run, options: Mapping[str, Any], max_idle_ms: int) -> Producer:
+        return run.execute  # nothing runs in the background, so the stream is idle when the run ends
 
     async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome:
         return ToolOutcome(await tool.execute(call.args, context))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..arguments import argument_problems
 from ..errors import InvalidValueError
@@ -34,15 +34,6 @@ class RunOptions(BaseModel):
     run_id: str | None = None
     sampler: Any = Field(None, description="the MCP client's sampler, for the `sampling` model")
     max_idle_ms: int = Field(300_000, ge=0, description="stream_until_idle: longest wait for background tasks")
-
-    @field_validator("max_idle_ms")
-    @classmethod
-    def _not_yet(cls, value: int) -> int:
-        """Only validated when given: waiting for background tasks comes with them."""
-        raise InvalidValueError(
-            "max_idle_ms is not available yet: background tasks are still being built, so there is nothing to "
-            "wait for; leave it out"
-        )
 
     @classmethod
     def merge(cls, defaults: Mapping[str, Any], given: Mapping[str, Any]) -> RunOptions:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ..storage.tasks import BackgroundTask
 from .messages import Message
 from .processors import TripwireInfo
 from .usage import Usage
@@ -56,6 +57,9 @@ class RunResult(BaseModel):
     tripwire: TripwireInfo | None = None
     error: RunError | None = None
     messages: list[Message] = Field(default_factory=list, description="the messages this run added")
+    background_tasks: list[BackgroundTask] = Field(
+        default_factory=list, description="stream_until_idle: the background tasks its turns dispatched, as they ended"
+    )
 
     @property
     def tool_calls(self) -> list[ToolCallRecord]:
