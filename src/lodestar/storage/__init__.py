@@ -10,8 +10,25 @@ from ..errors import StorageError
 from .base import Storage, ThreadStore
 from .models import StoredMessage, Thread
 from .sqlite import SQLiteStorage
+from .sqlite_tasks import SQLiteTaskStore
+from .tasks import BackgroundTask, RetryPolicy, TaskEvent, TaskFilter, TaskPage, TaskStore
 
-__all__ = ["SQLiteStorage", "Storage", "StorageError", "StoredMessage", "Thread", "ThreadStore", "default_db_path"]
+__all__ = [
+    "BackgroundTask",
+    "RetryPolicy",
+    "SQLiteStorage",
+    "SQLiteTaskStore",
+    "Storage",
+    "StorageError",
+    "StoredMessage",
+    "TaskEvent",
+    "TaskFilter",
+    "TaskPage",
+    "TaskStore",
+    "Thread",
+    "ThreadStore",
+    "default_db_path",
+]
 
 
 def default_db_path() -> Path:

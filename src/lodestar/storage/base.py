@@ -1,13 +1,13 @@
 """The storage protocols: narrow, so a PostgreSQL implementation can follow the SQLite one.
 
-Each kind of record has a store protocol of its own (threads and their messages today; background
-tasks will sit beside them), and `Storage` is what an app holds: every store in one object, closed once.
+Each kind of record has a store protocol of its own (threads and their messages here; background
+tasks in tasks.py), and `Storage` is what an app holds: every store in one object, closed once.
 Every write is committed before its method returns.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .models import StoredMessage, Thread
 
@@ -41,6 +41,12 @@ class ThreadStore(Protocol):
 
     async def list_messages(self, thread_id: str, *, last: int | None = None) -> list[StoredMessage]:
         """Oldest first; `last` keeps only the newest N."""
+        ...
+
+    async def set_tool_result(self, thread_id: str, tool_call_id: str, result: Any, is_error: bool) -> bool:
+        """Rewrites the stored result of a tool call (the `tool-result` part with that `tool_call_id`, in the
+        newest message holding one), so a background task's outcome replaces the placeholder the model saw.
+        False when the thread holds no such part."""
         ...
 
 

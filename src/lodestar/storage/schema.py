@@ -20,8 +20,8 @@ from ..errors import StorageError
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x4C4F4453  # "LODS" in the file header: marks the file as Lodestar's
-# A file from before the application id was written is recognised by holding only these tables.
-UNMARKED_TABLES = frozenset({"threads", "messages", "sqlite_sequence"})
+# A file from before the application id was written is recognised by holding only our tables.
+UNMARKED_TABLES = frozenset({"threads", "messages", "sqlite_sequence", "background_tasks", "background_task_events"})
 BUSY_TIMEOUT_MS = 5000
 _OWN_PATH = "give Lodestar a database path of its own (LODESTAR_DB)"
 
@@ -78,6 +78,54 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DROP TABLE messages",
             "ALTER TABLE messages_v2 RENAME TO messages",
             "CREATE INDEX messages_by_thread ON messages(thread_id, seq)",
+        ),
+    ),
+    Migration(
+        3,
+        "background tasks and their event log",
+        (
+            # Times are REAL unix seconds (cheap to compare); JSON columns hold the task's structured fields.
+            """CREATE TABLE background_tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    executor TEXT NOT NULL,
+    tool_name TEXT NOT NULL,
+    tool_call_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    thread_id TEXT,
+    resource_id TEXT,
+    args TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    attempt INTEGER NOT NULL,
+    retry TEXT NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    context TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    run_after REAL NOT NULL,
+    started_at REAL,
+    completed_at REAL,
+    owner TEXT,
+    lease_until REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+)""",
+            "CREATE INDEX background_tasks_to_claim ON background_tasks(status, executor, run_after, seq)",
+            "CREATE INDEX background_tasks_by_agent ON background_tasks(status, agent_id)",
+            "CREATE INDEX background_tasks_by_lease ON background_tasks(status, lease_until)",
+            "CREATE INDEX background_tasks_by_completion ON background_tasks(status, completed_at)",
+            "CREATE INDEX background_tasks_by_run ON background_tasks(run_id, seq)",
+            "CREATE INDEX background_tasks_by_thread ON background_tasks(thread_id, seq)",
+            """CREATE TABLE background_task_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    task TEXT NOT NULL,
+    output TEXT,
+    origin TEXT NOT NULL,
+    at REAL NOT NULL
+)""",
         ),
     ),
 )

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+from pydantic_core import to_jsonable_python
 
 from .._loops import PerLoop
 from .models import StoredMessage, Thread, utcnow
 from .schema import open_database
+from .sqlite_tasks import SQLiteTaskStore
 
 T = TypeVar("T")
 _INSERT_THREAD = (
@@ -39,9 +41,17 @@ class SQLiteStorage:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._threads = PerLoop(lambda: anyio.CapacityLimiter(1))
+        self._tasks: SQLiteTaskStore | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self.path!r})"
+
+    @property
+    def tasks(self) -> SQLiteTaskStore:
+        """The background task store on the same file, with a connection and worker thread of its own."""
+        if self._tasks is None:
+            self._tasks = SQLiteTaskStore(self.path)
+        return self._tasks
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
@@ -122,7 +132,33 @@ class SQLiteStorage:
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [_message(row) for row in rows]
 
+    async def set_tool_result(self, thread_id: str, tool_call_id: str, result: Any, is_error: bool) -> bool:
+        stored = to_jsonable_python(result)
+        sql = (
+            "SELECT m.seq, m.content FROM messages AS m, json_each(m.content) AS part "
+            "WHERE m.thread_id = ? AND json_extract(part.value, '$.type') = 'tool-result' "
+            "AND json_extract(part.value, '$.tool_call_id') = ? ORDER BY m.seq DESC LIMIT 1"
+        )
+
+        def rewrite(conn: sqlite3.Connection) -> bool:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute(sql, (thread_id, tool_call_id)).fetchone()
+                if row is None:
+                    return False
+                content = json.loads(row["content"])
+                for part in content:
+                    if part.get("type") == "tool-result" and part.get("tool_call_id") == tool_call_id:
+                        part.update(result=stored, is_error=is_error)
+                conn.execute("UPDATE messages SET content = ? WHERE seq = ?", (json.dumps(content), row["seq"]))
+                return True
+
+        return await self._run(rewrite)
+
     async def close(self) -> None:
+        if self._tasks is not None:
+            tasks, self._tasks = self._tasks, None
+            await tasks.close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
