@@ -139,6 +139,15 @@ async def test_claim_starts_the_oldest_due_tasks_within_the_limits(store: SQLite
     assert await store.claim(busy) == []  # the global limit counts every owner's running tasks
 
 
+async def test_claim_with_more_executors_than_one_query_holds(store: SQLiteTaskStore) -> None:
+    many = claimant(executors=frozenset(f"a1/tool{i:03}" for i in range(450)))
+    nobody = claimant("p1", frozenset())
+    for n, i in enumerate((420, 3, 250, 3)):  # spread over the three queries of 200 executors each
+        task = make(f"t{n}").model_copy(update={"tool_name": f"tool{i:03}"})
+        await store.admit(task, nobody, require_slot=False)
+    assert [t.tool_name for t in await store.claim(many, max_tasks=3)] == ["tool420", "tool003", "tool250"]
+
+
 async def test_finish_ends_only_the_attempt_its_owner_holds(store: SQLiteTaskStore) -> None:
     for task_id in ("t1", "t2", "t3"):
         await store.admit(make(task_id), claimant(), require_slot=False)
