@@ -113,7 +113,7 @@ class SQLiteTaskStore:
             now = time.time()
             conn.execute(_INSERT, row)
             _event(conn, task.id, "queued", queued, claimant.owner, now)
-            claimed = _claim(conn, claimant, None, now)
+            claimed = _claim(conn, claimant, None, now, task)
             if require_slot and all(t.id != task.id for t in claimed):
                 raise _Undo(Admission(False, []))
             return Admission(True, claimed)
@@ -377,8 +377,11 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 # --- the SQL work, run in the worker thread inside a transaction -----------------------------------------------
 
 
-def _claim(conn: sqlite3.Connection, claimant: Claimant, max_tasks: int | None, now: float) -> list[BackgroundTask]:
+def _claim(
+    conn: sqlite3.Connection, claimant: Claimant, max_tasks: int | None, now: float, new: BackgroundTask | None = None
+) -> list[BackgroundTask]:
     """Starts the oldest due pending tasks the claimant can run, within the limits counted here, under the lock.
+    `new` is a task this transaction inserted, used as is rather than read back.
 
     Pending tasks are read in rounds of at most the free slots, leaving out agents already at their limit, so a
     queue held up by one busy agent costs little; at most `CLAIM_SCAN` rows are looked at."""
@@ -400,7 +403,8 @@ def _claim(conn: sqlite3.Connection, claimant: Claimant, max_tasks: int | None, 
             scanned, after, agent = scanned + 1, row["seq"], row["agent_id"]
             if running.get(agent, 0) < limits.per_agent_concurrency:
                 running[agent] = running.get(agent, 0) + 1
-                claimed.append(_start(conn, _task(row), claimant, now))
+                task = new if new is not None and new.id == row["id"] else _task(row)
+                claimed.append(_start(conn, task, claimant, now))
     return claimed
 
 
