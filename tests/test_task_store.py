@@ -537,7 +537,8 @@ async def test_two_processes_share_the_limits_and_run_each_task_once(tmp_path: P
     completed = Counter(e.task.id for e in events if e.kind == "completed")
     assert len(completed) == 2 * count and set(completed.values()) == {1}
     assert Counter(e.kind for e in events) == {"queued": 2 * count, "running": 2 * count, "completed": 2 * count}
-    assert {e.origin for e in events if e.kind == "running"} == {"test", "peer"}
+    # Both admitted at once; which one ran what depends on who found the free slots first.
+    assert Counter(e.origin for e in events if e.kind == "queued") == {"test": count, "peer": count}
 
 
 # --- beside the thread store -----------------------------------------------------------------------------------
