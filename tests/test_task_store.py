@@ -139,6 +139,15 @@ async def test_claim_starts_the_oldest_due_tasks_within_the_limits(store: SQLite
     assert await store.claim(busy) == []  # the global limit counts every owner's running tasks
 
 
+async def test_claim_with_more_executors_than_one_query_holds(store: SQLiteTaskStore) -> None:
+    many = claimant(executors=frozenset(f"a1/tool{i:03}" for i in range(450)))
+    nobody = claimant("p1", frozenset())
+    for n, i in enumerate((420, 3, 250, 3)):  # spread over the three queries of 200 executors each
+        task = make(f"t{n}").model_copy(update={"tool_name": f"tool{i:03}"})
+        await store.admit(task, nobody, require_slot=False)
+    assert [t.tool_name for t in await store.claim(many, max_tasks=3)] == ["tool420", "tool003", "tool250"]
+
+
 async def test_finish_ends_only_the_attempt_its_owner_holds(store: SQLiteTaskStore) -> None:
     for task_id in ("t1", "t2", "t3"):
         await store.admit(make(task_id), claimant(), require_slot=False)
@@ -528,7 +537,8 @@ async def test_two_processes_share_the_limits_and_run_each_task_once(tmp_path: P
     completed = Counter(e.task.id for e in events if e.kind == "completed")
     assert len(completed) == 2 * count and set(completed.values()) == {1}
     assert Counter(e.kind for e in events) == {"queued": 2 * count, "running": 2 * count, "completed": 2 * count}
-    assert {e.origin for e in events if e.kind == "running"} == {"test", "peer"}
+    # Both admitted at once; which one ran what depends on who found the free slots first.
+    assert Counter(e.origin for e in events if e.kind == "queued") == {"test": count, "peer": count}
 
 
 # --- beside the thread store -----------------------------------------------------------------------------------

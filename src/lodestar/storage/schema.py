@@ -111,7 +111,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     lease_until REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 )""",
-            "CREATE INDEX background_tasks_to_claim ON background_tasks(status, executor, run_after, seq)",
+            "CREATE INDEX background_tasks_to_claim ON background_tasks(status, executor, seq)",
             "CREATE INDEX background_tasks_by_agent ON background_tasks(status, agent_id)",
             "CREATE INDEX background_tasks_by_lease ON background_tasks(status, lease_until)",
             "CREATE INDEX background_tasks_by_completion ON background_tasks(status, completed_at)",

@@ -42,6 +42,7 @@ from .tasks import (
 T = TypeVar("T")
 STATUSES: tuple[str, ...] = get_args(TaskStatus)
 CLAIM_SCAN = 500  # pending rows one claim looks at: older ones of agents at their limit are skipped
+MAX_ARMS = 200  # executors per claim query (SQLite allows 500 arms in a compound SELECT)
 MAX_BATCH = 1000  # calls in one transaction
 MAX_PER_PAGE = 500
 INTERRUPTED = "interrupted: the process running this task stopped (lease expired)"
@@ -112,7 +113,7 @@ class SQLiteTaskStore:
             now = time.time()
             conn.execute(_INSERT, row)
             _event(conn, task.id, "queued", queued, claimant.owner, now)
-            claimed = _claim(conn, claimant, None, now)
+            claimed = _claim(conn, claimant, None, now, task)
             if require_slot and all(t.id != task.id for t in claimed):
                 raise _Undo(Admission(False, []))
             return Admission(True, claimed)
@@ -376,8 +377,11 @@ def _settle(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 # --- the SQL work, run in the worker thread inside a transaction -----------------------------------------------
 
 
-def _claim(conn: sqlite3.Connection, claimant: Claimant, max_tasks: int | None, now: float) -> list[BackgroundTask]:
+def _claim(
+    conn: sqlite3.Connection, claimant: Claimant, max_tasks: int | None, now: float, new: BackgroundTask | None = None
+) -> list[BackgroundTask]:
     """Starts the oldest due pending tasks the claimant can run, within the limits counted here, under the lock.
+    `new` is a task this transaction inserted, used as is rather than read back.
 
     Pending tasks are read in rounds of at most the free slots, leaving out agents already at their limit, so a
     queue held up by one busy agent costs little; at most `CLAIM_SCAN` rows are looked at."""
@@ -392,19 +396,36 @@ def _claim(conn: sqlite3.Connection, claimant: Claimant, max_tasks: int | None, 
     after, scanned = 0, 0
     while len(claimed) < free and executors and scanned < CLAIM_SCAN:
         full = [agent for agent, count in running.items() if count >= limits.per_agent_concurrency]
-        sql = (
-            f"SELECT * FROM background_tasks WHERE status = 'pending' AND executor IN ({_marks(executors)}) "
-            f"AND run_after <= ? AND seq > ? AND agent_id NOT IN ({_marks(full)}) ORDER BY seq LIMIT ?"
-        )
-        rows = conn.execute(sql, (*executors, now, after, *full, free - len(claimed))).fetchall()
+        rows = _pending(conn, executors, full, after, now, free - len(claimed))
         if not rows:
             break
         for row in rows:
             scanned, after, agent = scanned + 1, row["seq"], row["agent_id"]
             if running.get(agent, 0) < limits.per_agent_concurrency:
                 running[agent] = running.get(agent, 0) + 1
-                claimed.append(_start(conn, _task(row), claimant, now))
+                task = new if new is not None and new.id == row["id"] else _task(row)
+                claimed.append(_start(conn, task, claimant, now))
     return claimed
+
+
+def _pending(
+    conn: sqlite3.Connection, executors: list[str], full: list[str], after: int, now: float, count: int
+) -> list[sqlite3.Row]:
+    """The `count` oldest due pending tasks after `after` of these executors, of agents not in `full`.
+
+    One ordered index range per executor, merged: `executor IN (...) ORDER BY seq` would read and sort every
+    pending task of the executors instead (0.3 ms at 2,000 queued, against 0.03 ms)."""
+    arm = (
+        "SELECT * FROM (SELECT * FROM background_tasks WHERE status = 'pending' AND executor = ? AND seq > ? "
+        f"AND run_after <= ? AND agent_id NOT IN ({_marks(full)}) ORDER BY seq LIMIT ?)"
+    )
+    rows: list[sqlite3.Row] = []
+    for start in range(0, len(executors), MAX_ARMS):
+        group = executors[start : start + MAX_ARMS]
+        sql = " UNION ALL ".join([arm] * len(group)) + " ORDER BY seq LIMIT ?"
+        params = [value for executor in group for value in (executor, after, now, *full, count)]
+        rows += conn.execute(sql, (*params, count)).fetchall()
+    return sorted(rows, key=lambda row: row["seq"])[:count]
 
 
 def _start(conn: sqlite3.Connection, task: BackgroundTask, claimant: Claimant, now: float) -> BackgroundTask:
