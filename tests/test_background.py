@@ -56,11 +56,18 @@ def research_tool(gate: Gate, **background: Any) -> Any:
 async def until(manager: Any, predicate: Callable[[Chunk], bool], **filters: Any) -> list[Chunk]:
     """The manager's chunks up to and including the first that satisfies `predicate`."""
     seen: list[Chunk] = []
-    async for chunk in manager.stream(**filters):
-        seen.append(chunk)
-        if predicate(chunk):
-            return seen
-    raise AssertionError("the manager's stream ended")
+
+    async def read() -> list[Chunk]:
+        async for chunk in manager.stream(**filters):
+            seen.append(chunk)
+            if predicate(chunk):
+                return seen
+        raise AssertionError("the manager's stream ended")
+
+    try:
+        return await asyncio.wait_for(read(), 30)  # a bound that only fires on a hang
+    except TimeoutError:
+        raise AssertionError(f"no matching chunk within 30 s; saw {[c.type for c in seen]}") from None
 
 
 async def test_a_background_call_answers_at_once_and_its_result_replaces_the_answer_in_memory(tmp_path: Path) -> None:
@@ -327,7 +334,7 @@ async def test_stream_gives_a_snapshot_then_live_events_and_filters_both(tmp_pat
         await stream.aclose()
         page = await app.tasks.list_tasks(run_id=result.run_id, per_page=1)
         assert page.total == 2 and len(page.tasks) == 1
-        with pytest.raises(ValueError, match="unknown status 'done'"):
+        with pytest.raises(ValueError, match="unknown task status 'done'"):
             await app.tasks.list_tasks(status="done")
         with pytest.raises(ValueError, match="unknown task filter colour"):
             await app.tasks.list_tasks(colour="red")

@@ -77,7 +77,7 @@ class Memory:
     async def set_tool_result(self, thread_id: str, tool_call_id: str, result: Any, is_error: bool) -> bool:
         """Replace a stored call's result (a background task's outcome replacing its "started" answer); False
         when the thread holds no result for that call yet."""
-        return await self.storage.set_tool_result(thread_id, tool_call_id, result, is_error)  # type: ignore[attr-defined]
+        return await self.storage.set_tool_result(thread_id, tool_call_id, result, is_error)
 
     async def get_thread(self, thread_id: str) -> Thread | None:
         return await self.storage.get_thread(thread_id)

@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
 from ..errors import InvalidValueError, StorageError
 from .schema import open_database
 from .tasks import (
+    STATUSES,
     TERMINAL,
     Admission,
     BackgroundTask,
@@ -40,7 +41,6 @@ from .tasks import (
 )
 
 T = TypeVar("T")
-STATUSES: tuple[str, ...] = get_args(TaskStatus)
 CLAIM_SCAN = 500  # pending rows one claim looks at: older ones of agents at their limit are skipped
 MAX_ARMS = 200  # executors per claim query (SQLite allows 500 arms in a compound SELECT)
 MAX_BATCH = 1000  # calls in one transaction
