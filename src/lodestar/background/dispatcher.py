@@ -20,7 +20,7 @@ from ..runtime.background import AgentBackgroundConfig, ToolBackgroundConfig
 from ..runtime.chunks import BackgroundTaskProgressChunk, BackgroundTaskStartedChunk
 from ..runtime.context import ToolContext
 from ..runtime.dispatch import ToolOutcome
-from ..runtime.messages import ToolCallPart, new_id
+from ..runtime.messages import ToolCallPart
 from ..runtime.models.base import ToolSpec
 from ..runtime.tools import Tool, ToolArgumentsError
 from ..storage.models import utcnow
@@ -131,18 +131,16 @@ class BackgroundDispatcher:
     def _task(
         self, call: ToolCallPart, tool: Tool, args: dict[str, Any], context: ToolContext, plan: Resolved
     ) -> BackgroundTask:
-        retry = self.manager.config.default_retries.policy().model_copy(update={"max_retries": plan.max_retries})
-        return BackgroundTask(
-            id=new_id("task"),
-            tool_name=tool.name,
+        return self.manager.new_task(
+            self.agent_id,
+            tool.name,
+            args,
             tool_call_id=call.tool_call_id,
-            agent_id=self.agent_id,
             run_id=context.run_id,
             thread_id=context.thread_id,
             resource_id=context.resource_id,
-            args=args,
-            retry=retry,
             timeout_ms=plan.timeout_ms,
+            max_retries=plan.max_retries,
             context={"request_context": to_jsonable_python(dict(context.request_context), fallback=str)},
         )
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from ..errors import InvalidValueError
+from ..errors import InvalidValueError, UnknownNameError
 from ..runtime.background import AgentBackgroundConfig, TaskCallback
 from ..runtime.chunks import Chunk
 from ..runtime.context import ToolContext
 from ..runtime.memory import Memory
+from ..runtime.messages import new_id
 from ..runtime.tools import Tool, ToolArgumentsError
 from ..storage.models import utcnow
 from ..storage.tasks import (
@@ -116,6 +117,50 @@ class BackgroundTaskManager:
         self._loop = None
 
     # --- dispatch -----------------------------------------------------------------------------------------------
+
+    async def enqueue(
+        self, agent_id: str, tool_name: str, args: dict[str, Any] | None = None, **fields: Any
+    ) -> BackgroundTask:
+        """Run one of an agent's tools as a background task outside any run (a scheduled job, a script); `fields`
+        as `new_task` takes them."""
+        executor = self._executors.get(executor_key(agent_id, tool_name))
+        if executor is None:
+            known = ", ".join(sorted(self._executors)) or "none"
+            raise UnknownNameError(f"no tool {tool_name!r} of agent {agent_id!r} here; agent/tool pairs: {known}")
+        executor.tool.validate(args or {})
+        task = self.new_task(agent_id, tool_name, dict(args or {}), **fields)
+        await self.submit(task)
+        return task
+
+    def new_task(
+        self,
+        agent_id: str,
+        tool_name: str,
+        args: dict[str, Any],
+        *,
+        tool_call_id: str | None = None,
+        run_id: str | None = None,
+        thread_id: str | None = None,
+        resource_id: str | None = None,
+        timeout_ms: int | None = None,
+        max_retries: int | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> BackgroundTask:
+        """A task record with this manager's defaults for what is not given."""
+        retry = self.config.default_retries.policy()
+        return BackgroundTask(
+            id=new_id("task"),
+            tool_name=tool_name,
+            tool_call_id=tool_call_id or new_id("call"),
+            agent_id=agent_id,
+            run_id=run_id or new_id("run"),
+            thread_id=thread_id,
+            resource_id=resource_id,
+            args=args,
+            retry=retry if max_retries is None else retry.model_copy(update={"max_retries": max_retries}),
+            timeout_ms=timeout_ms or self.config.default_timeout_ms,
+            context=context or {},
+        )
 
     async def submit(self, task: BackgroundTask, *, require_slot: bool = False) -> Admission:
         """Admit a task; it starts here at once when a slot is free, else waits in the queue (or, with
