@@ -449,3 +449,91 @@ async def test_stream_until_idle_closes_after_max_idle_ms_with_tasks_still_runni
         result = await agent.stream_until_idle("Research solana", thread="t1", max_idle_ms=50).result()
         assert result.text == "Research started." and [t.status for t in result.background_tasks] == ["running"]
         gate.opened.set()
+
+
+def delegating(request: ModelRequest) -> ScriptedTurn:
+    """A supervisor that delegates on the user's turn and then says it did."""
+    last = request.messages[-1]
+    if last.role == "user" and not last.text.startswith("[background tasks finished]"):
+        return calls(call("agent-researcher", {"prompt": "Find facts on solana."}))
+    return ScriptedTurn(text="Delegated." if last.role != "user" else "The researcher is done.")
+
+
+def researcher(background_tasks: Any = None, inner_background: Any = None) -> tuple[Agent, list[str]]:
+    ran: list[str] = []
+
+    @tool(background=inner_background)
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        ran.append(topic)
+        return f"facts on {topic}"
+
+    script = [calls(call("lookup", {"topic": "solana"})), "Solana is fast."]
+    sub = Agent(
+        "researcher",
+        description="Finds facts.",
+        model=ScriptedModel(script),
+        tools=[lookup],
+        background_tasks=background_tasks,
+    )
+    return sub, ran
+
+
+async def test_a_supervisor_opts_a_subagent_in_by_its_name(tmp_path: Path) -> None:
+    sub, ran = researcher()
+    boss = Agent(
+        "boss",
+        model=ScriptedModel(delegating),
+        agents=[sub],
+        background_tasks={"tools": {"researcher": {"enabled": True}}},
+    )
+    async with app_with(tmp_path, boss) as app:
+        assert app.tasks is not None
+        stream = boss.stream_until_idle("Research solana", thread="t1", resource="u1")
+        result = await stream.result()
+    (task,) = result.background_tasks
+    assert (task.tool_name, task.status, task.result) == ("agent-researcher", "completed", "Solana is fast.")
+    assert ran == ["solana"] and result.text == "Delegated.\n\nThe researcher is done."
+
+
+async def test_a_subagent_with_background_tools_is_dispatched_whole_and_its_tools_run_inside(tmp_path: Path) -> None:
+    sub, ran = researcher(inner_background={"enabled": True})
+    boss = Agent("boss", model=ScriptedModel(delegating), agents=[sub])
+    app = app_with(tmp_path, boss)
+    app.add_agent(sub)  # on its own the subagent would send `lookup` to the background
+    async with app:
+        assert app.tasks is not None
+        result = await boss.stream_until_idle("Research solana", thread="t1", resource="u1").result()
+        every = await app.tasks.list_tasks(per_page=50)
+    assert [t.tool_name for t in every.tasks] == ["agent-researcher"]  # one task: the delegation, not lookup
+    assert every.tasks[0].result == "Solana is fast." and ran == ["solana"]
+    assert result.text.endswith("The researcher is done.")
+
+
+async def test_an_inherited_dispatch_waits_as_the_subagent_says(tmp_path: Path) -> None:
+    sub, _ = researcher(background_tasks={"wait_timeout_ms": 10_000}, inner_background=True)
+    boss = Agent("boss", model=ScriptedModel(delegating), agents=[sub])
+    async with app_with(tmp_path, boss):
+        result = await boss.generate("Research solana")
+    (delegation,) = result.tool_results
+    assert delegation.result == "Solana is fast."  # it ended within the wait, so the step read its answer
+
+
+async def test_cleanup_deletes_finished_tasks_past_their_ttl(tmp_path: Path) -> None:
+    @tool(background=True)
+    def quick() -> str:
+        """Quick."""
+        return "ok"
+
+    agent = Agent("a", model=ScriptedModel([calls(call("quick")), "ok"]), tools=[quick])
+    async with app_with(tmp_path, agent, cleanup={"completed_ttl_ms": 3_600_000}) as app:
+        assert app.tasks is not None
+        watching = asyncio.create_task(until(app.tasks, lambda c: c.type == "background-task-completed"))
+        await asyncio.sleep(0)
+        result = await agent.generate("go")
+        await watching
+        task_id = result.tool_results[0].result["task_id"]
+        assert await app.tasks.cleanup() == 0 and await app.tasks.get_task(task_id) is not None  # within its TTL
+    async with app_with(tmp_path, Agent("b", model=ScriptedModel(["ok"])), cleanup={"completed_ttl_ms": 0}) as later:
+        assert later.tasks is not None
+        assert await later.tasks.cleanup() == 1 and await later.tasks.get_task(task_id) is None

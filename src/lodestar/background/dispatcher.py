@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from ..arguments import argument_problems
-from ..runtime.background import AgentBackgroundConfig, ToolBackgroundConfig
+from ..runtime.background import BACKGROUND_TASK_KEY, AgentBackgroundConfig, ToolBackgroundConfig
 from ..runtime.chunks import BackgroundTaskProgressChunk, BackgroundTaskStartedChunk
 from ..runtime.context import ToolContext
 from ..runtime.dispatch import ToolOutcome
@@ -85,8 +85,11 @@ class BackgroundDispatcher:
         return UntilIdle(self.manager, agent, run, options, max_idle_ms)
 
     def resolve(self, tool: Tool, override: ToolBackgroundConfig | None) -> Resolved:
-        """The first layer that sets a field wins: the call's override, the agent's entry, the tool, defaults."""
-        layers = [layer for layer in (override, self.agent.entry(tool.name), tool.background) if layer is not None]
+        """The first layer that sets a field wins: the call's override, the agent's entry (by tool name, or for a
+        subagent by its id), the tool, what a subagent with background tools of its own implies, defaults."""
+        sub = tool.delegates_to
+        entry = self.agent.entry(tool.name) or (self.agent.entry(sub.id) if sub is not None else None)
+        layers = [layer for layer in (override, entry, tool.background, _inherited(sub)) if layer is not None]
 
         def first(field: str, default: Any) -> Any:
             return next((getattr(lr, field) for lr in layers if field in lr.model_fields_set), default)
@@ -103,7 +106,7 @@ class BackgroundDispatcher:
     async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome:
         args = dict(call.args)
         plan = self.resolve(tool, _override(args.pop(OVERRIDE, None), tool.name))
-        if not plan.enabled:
+        if not plan.enabled or BACKGROUND_TASK_KEY in context.request_context:  # inside a task: in its foreground
             return ToolOutcome(await tool.execute(args, context))
         tool.validate(args)  # arguments that cannot work fail now, where the model can fix them
         task = self._task(call, tool, args, context, plan)
@@ -141,7 +144,7 @@ class BackgroundDispatcher:
             resource_id=context.resource_id,
             timeout_ms=plan.timeout_ms,
             max_retries=plan.max_retries,
-            context={"request_context": to_jsonable_python(dict(context.request_context), fallback=str)},
+            context=_task_context(tool, context),
         )
 
     async def _announce(self, task: BackgroundTask, context: ToolContext) -> None:
@@ -169,6 +172,25 @@ def _override(value: Any, tool_name: str) -> ToolBackgroundConfig | None:
     except ValidationError as exc:
         problems = argument_problems(exc.errors(), OVERRIDE_SCHEMA["properties"])
         raise ToolArgumentsError(f"invalid arguments for tool {tool_name}: {OVERRIDE}: {problems}") from None
+
+
+def _inherited(sub: Agent | None) -> ToolBackgroundConfig | None:
+    """A subagent with background tools of its own is dispatched whole, with its own `wait_timeout_ms`."""
+    if sub is None:
+        return None
+    own = {name: t.background for name, t in sub.tools.items()}
+    if not sub.background_tasks.has_background_tools(own):
+        return None
+    return ToolBackgroundConfig(enabled=True, wait_timeout_ms=sub.background_tasks.wait_timeout_ms)
+
+
+def _task_context(tool: Tool, context: ToolContext) -> dict[str, Any]:
+    """What the task needs of the call's context: the request context, and for a subagent the conversation."""
+    kept: dict[str, Any] = {"request_context": to_jsonable_python(dict(context.request_context), fallback=str)}
+    if tool.delegates_to is not None:
+        kept["messages"] = [m.model_dump(mode="json") for m in context.messages]
+        kept["step_number"] = context.step_number
+    return kept
 
 
 def _first_set(value: int | None, default: int) -> int:

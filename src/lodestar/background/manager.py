@@ -21,11 +21,11 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import InvalidValueError, UnknownNameError
-from ..runtime.background import AgentBackgroundConfig, TaskCallback
+from ..runtime.background import BACKGROUND_TASK_KEY, AgentBackgroundConfig, TaskCallback
 from ..runtime.chunks import Chunk
 from ..runtime.context import ToolContext
 from ..runtime.memory import Memory
-from ..runtime.messages import new_id
+from ..runtime.messages import Message, new_id
 from ..runtime.tools import Tool, ToolArgumentsError
 from ..storage.models import utcnow
 from ..storage.tasks import (
@@ -210,8 +210,10 @@ class BackgroundTaskManager:
             tool_name=task.tool_name,
             thread_id=task.thread_id,
             resource_id=task.resource_id,
-            request_context=task.context.get("request_context") or {},
+            request_context={**(task.context.get("request_context") or {}), BACKGROUND_TASK_KEY: task.id},
             emit=output,
+            messages=[Message.model_validate(m) for m in task.context.get("messages", [])],
+            step_number=task.context.get("step_number", 0),
         )
 
     async def _failed(self, task: BackgroundTask, exc: BaseException, *, timed_out: bool = False) -> None:
@@ -413,12 +415,16 @@ class BackgroundTaskManager:
                 self._publish(Update(_announced(task), task))
                 await self._settled(task)
 
-    async def _cleaner(self) -> None:
+    async def cleanup(self) -> int:
+        """Delete the records past their TTL now (the workers do it every `cleanup_interval_ms`); how many went."""
         cleanup = self.config.cleanup
+        return await self.store.cleanup(cleanup.completed_ttl_ms, cleanup.failed_ttl_ms, EVENTS_TTL_MS)
+
+    async def _cleaner(self) -> None:
         while True:
-            await asyncio.sleep(cleanup.cleanup_interval_ms / 1000)
+            await asyncio.sleep(self.config.cleanup.cleanup_interval_ms / 1000)
             try:
-                await self.store.cleanup(cleanup.completed_ttl_ms, cleanup.failed_ttl_ms, EVENTS_TTL_MS)
+                await self.cleanup()
             except Exception:
                 log.exception("deleting old background task records failed")
 

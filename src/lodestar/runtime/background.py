@@ -18,6 +18,7 @@ from ..arguments import argument_problems
 from ..errors import InvalidTypeError, InvalidValueError
 from ..storage.tasks import BackgroundTask
 
+BACKGROUND_TASK_KEY = "lodestar.background_task_id"  # in a tool's request_context while it runs as a task
 TaskCallback = Callable[[BackgroundTask], Awaitable[object] | object]
 SETTINGS = ConfigDict(
     extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=True, validate_by_alias=True
@@ -53,6 +54,13 @@ class AgentBackgroundConfig(BaseModel):
     wait_timeout_ms: int | None = Field(None, ge=0)
     on_task_complete: TaskCallback | None = None
     on_task_failed: TaskCallback | None = None
+
+    def has_background_tools(self, tools: Mapping[str, ToolBackgroundConfig | None]) -> bool:
+        """Whether this agent runs any of these tools (name -> the tool's own setting) in the background."""
+        if self.disabled:
+            return False
+        layers = ((self.entry(name) or own) for name, own in tools.items())
+        return any(layer is not None and layer.enabled for layer in layers)
 
     def entry(self, tool_name: str) -> ToolBackgroundConfig | None:
         """This agent's say on one tool: None when it has none."""

@@ -126,7 +126,9 @@ def delegation_tool(sub: Agent, *, name: str, description: str, delegation: Dele
             raise DelegationError(error)
         return result.object if result.object is not None else result.text
 
-    return tool_from_function(delegate, name=name, description=description)
+    delegating = tool_from_function(delegate, name=name, description=description)
+    delegating.delegates_to = sub
+    return delegating
 
 
 async def _run(sub: Agent, prompt: str, shared: list[Message], ctx: ToolContext, max_steps: int | None) -> RunResult:

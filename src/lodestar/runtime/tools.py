@@ -6,7 +6,7 @@ import functools
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, get_args, get_origin, get_type_hints, overload
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin, get_type_hints, overload
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
@@ -18,6 +18,9 @@ from ..errors import InvalidTypeError, InvalidValueError, UsageError
 from .background import BackgroundArg, background_config
 from .context import ToolContext
 from .models.base import ToolSpec
+
+if TYPE_CHECKING:
+    from .agent import Agent
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _DOC_ARG = re.compile(r"^\s*(?::param\s+(?:[\w\[\].|]+\s+)?)?(\w+)(?:\s*\([^)]*\))?\s*:\s*(.+)$")
@@ -53,6 +56,7 @@ class Tool:
         self.args_model = args_model
         self.context_param = context_param
         self.background = background_config(background, name)
+        self.delegates_to: Agent | None = None  # the subagent, for a tool that delegates to one
         self.is_async = inspect.iscoroutinefunction(inspect.unwrap(fn))
 
     def __repr__(self) -> str:
