@@ -537,3 +537,26 @@ async def test_cleanup_deletes_finished_tasks_past_their_ttl(tmp_path: Path) -> 
     async with app_with(tmp_path, Agent("b", model=ScriptedModel(["ok"])), cleanup={"completed_ttl_ms": 0}) as later:
         assert later.tasks is not None
         assert await later.tasks.cleanup() == 1 and await later.tasks.get_task(task_id) is None
+
+
+async def test_a_task_that_ends_before_its_run_saves_still_reaches_the_thread(tmp_path: Path) -> None:
+    ended = asyncio.Event()
+
+    @tool(background={"enabled": True, "on_complete": lambda task: ended.set()})
+    def quick() -> str:
+        """Quick."""
+        return "the real result"
+
+    async def script(request: ModelRequest) -> ScriptedTurn:
+        if request.messages[-1].role == "user":
+            return calls(call("quick"))
+        await asyncio.wait_for(ended.wait(), 30)  # the task ends, and writes nothing, before the run saves
+        return ScriptedTurn(text="ok")
+
+    agent = Agent("a", model=ScriptedModel(script), tools=[quick])
+    async with app_with(tmp_path, agent) as app:
+        result = await agent.generate("go", thread="t1")
+        assert result.tool_results[0].result["status"] == "running"  # the step read the first answer
+        saved = await app.storage.list_messages("t1")
+    (tool_message,) = [m for m in saved if m.role == "tool"]
+    assert tool_message.content[0]["result"] == "the real result"

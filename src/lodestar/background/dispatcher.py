@@ -48,6 +48,7 @@ OVERRIDE_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
+RUNS_KEPT = 10_000
 _OVERRIDE_FIELDS = ("enabled", "timeout_ms", "max_retries", "wait_timeout_ms")
 
 
@@ -69,6 +70,7 @@ class BackgroundDispatcher:
         self.agent_id = agent_id
         self.agent = agent
         self._specs: dict[Tool, ToolSpec] = {}
+        self._dispatched: dict[str, list[str]] = {}  # run id -> the tasks its calls started, until the run ends
 
     def spec(self, tool: Tool) -> ToolSpec:
         """Built once per tool: every step of every run hands the same spec to the model."""
@@ -80,6 +82,13 @@ class BackgroundDispatcher:
             schema["properties"] = {**schema.get("properties", {}), OVERRIDE: OVERRIDE_SCHEMA}
             spec = self._specs[tool] = tool.spec.model_copy(update={"input_schema": schema})
         return spec
+
+    async def after_run(self, run_id: str) -> None:
+        """A task that ended before its run saved the call's first answer writes its result now (see
+        BackgroundTaskManager.settle: whichever comes second of the save and the task's end writes it)."""
+        task_ids = self._dispatched.pop(run_id, None)
+        if task_ids:
+            await self.manager.settle(task_ids)
 
     def until_idle(self, agent: Agent, run: Run, options: Mapping[str, Any], max_idle_ms: int) -> Producer:
         return UntilIdle(self.manager, agent, run, options, max_idle_ms)
@@ -119,6 +128,7 @@ class BackgroundDispatcher:
                     return ToolOutcome(await tool.execute(args, context))
                 raise BackgroundRejected(_full_message(self.manager, tool.name))
             started = any(t.id == task.id for t in admission.claimed)
+            self._remember(context.run_id, task.id)
             await self._announce(task, context)
             if waiting is not None and plan.wait_timeout_ms is not None:
                 ended = await _wait(waiting, plan.wait_timeout_ms)
@@ -146,6 +156,11 @@ class BackgroundDispatcher:
             max_retries=plan.max_retries,
             context=_task_context(tool, context),
         )
+
+    def _remember(self, run_id: str, task_id: str) -> None:
+        self._dispatched.setdefault(run_id, []).append(task_id)
+        while len(self._dispatched) > RUNS_KEPT:  # runs cancelled before they ended never claim theirs
+            del self._dispatched[next(iter(self._dispatched))]
 
     async def _announce(self, task: BackgroundTask, context: ToolContext) -> None:
         started = {"task_id": task.id, "tool_name": task.tool_name, "tool_call_id": task.tool_call_id}

@@ -277,6 +277,15 @@ class BackgroundTaskManager:
             if callback is not None:
                 await _call_safely(callback, task)
 
+    async def settle(self, task_ids: list[str]) -> None:
+        """Write the results of those of these tasks that have ended into their threads. Called after a run saved
+        its messages: a task's own end writes its result too, so whichever comes second finds the message."""
+        for task_id in task_ids:
+            task = await self.store.get(task_id)
+            executor = self._executors.get(task.executor) if task is not None else None
+            if task is not None and task.terminal and task.thread_id and executor and executor.memory:
+                await self.record_result(executor.memory, task)
+
     async def record_result(self, memory: Memory, task: BackgroundTask) -> bool:
         """Replace the call's "started" result in its thread by the task's outcome; False if not stored yet."""
         result, is_error = tool_result_of(task)

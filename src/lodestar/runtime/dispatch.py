@@ -44,6 +44,11 @@ class ToolDispatcher(Protocol):
         """What `stream_until_idle` streams: the run alone, or with the turns its background tasks call for."""
         ...
 
+    async def after_run(self, run_id: str) -> None:
+        """Called once a run has ended and its messages are saved: a background task that finished meanwhile
+        can now put its result where the run saved the call's first answer."""
+        ...
+
 
 class InlineDispatcher:
     """Runs the tool now, in the step that called it: the default."""
@@ -53,6 +58,9 @@ class InlineDispatcher:
 
     def until_idle(self, agent: Agent, run: Run, options: Mapping[str, Any], max_idle_ms: int) -> Producer:
         return run.execute  # nothing runs in the background, so the stream is idle when the run ends
+
+    async def after_run(self, run_id: str) -> None:
+        return None
 
     async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome:
         return ToolOutcome(await tool.execute(call.args, context))

@@ -170,6 +170,7 @@ class Run:
             saving = self._persist() if self._keep else None
             if saving is not None:  # a cancelled run still keeps its finished steps: the save runs to its end
                 await asyncio.shield(saving)
+        await self.plan.dispatcher.after_run(self.run_id)
         await self.sink(FinishChunk(run_id=state.run_id, payload=self._finish_payload()))
         return self.result
 
