@@ -180,6 +180,17 @@ class BackgroundTaskManager:
             self._attempts[task.id] = Attempt(task, job)
 
     async def _run_attempt(self, task: BackgroundTask) -> None:
+        try:
+            await self._attempt(task)
+        except Exception:
+            log.exception(
+                "background task %s: its outcome could not be recorded; it is recovered once its lease expires", task.id
+            )
+        finally:
+            self._attempts.pop(task.id, None)
+            self._want_claim()
+
+    async def _attempt(self, task: BackgroundTask) -> None:
         executor = self._executors[task.executor]
         try:
             async with asyncio.timeout(task.timeout_ms / 1000):
@@ -192,9 +203,6 @@ class BackgroundTaskManager:
             await self._failed(task, exc)
         else:
             await self._end(task, "completed", result=result)
-        finally:
-            self._attempts.pop(task.id, None)
-            self._want_claim()
 
     def _context(self, task: BackgroundTask) -> ToolContext:
         async def output(chunk: Chunk) -> None:
@@ -325,9 +333,10 @@ class BackgroundTaskManager:
         where = _filter(filters)
         subscription = self.subscribe(where.matches)
         try:
-            running = await self.store.list_tasks(replace(where, status="running"), per_page=500)
-            for task in reversed(running.tasks):
-                yield running_chunk(task)
+            if where.status in (None, "running"):
+                running = await self.store.list_tasks(replace(where, status="running"), per_page=500)
+                for task in reversed(running.tasks):
+                    yield running_chunk(task)
             async for update in subscription:
                 chunk = chunk_of(update)
                 if chunk is not None:
