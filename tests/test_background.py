@@ -560,3 +560,19 @@ async def test_a_task_that_ends_before_its_run_saves_still_reaches_the_thread(tm
         saved = await app.storage.list_messages("t1")
     (tool_message,) = [m for m in saved if m.role == "tool"]
     assert tool_message.content[0]["result"] == "the real result"
+
+
+async def test_an_observer_that_stops_reading_is_cut_off_not_left_to_grow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lodestar.background import pubsub
+
+    monkeypatch.setattr(pubsub, "QUEUE_LIMIT", 3)
+    hub = pubsub.PubSub()
+    slow = hub.subscribe(lambda task: True)
+    task = BackgroundTask(id="task_1", tool_name="t", tool_call_id="c", agent_id="a", run_id="r")
+    for _ in range(5):
+        hub.publish(pubsub.Update("running", task))
+    received = [await slow.get() for _ in range(3)]  # what fitted is still read
+    assert len(received) == 3
+    with pytest.raises(pubsub.ObserverTooSlow, match="fell 3 task updates behind"):
+        await slow.get()
+    hub.publish(pubsub.Update("running", task))  # nothing more is kept for it

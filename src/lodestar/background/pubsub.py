@@ -31,6 +31,7 @@ class Subscription:
         self._hub = hub
         self._queue: asyncio.Queue[Update | None] = asyncio.Queue(QUEUE_LIMIT)
         self._overflowed = False
+        self._closed = False
 
     def offer(self, update: Update) -> None:
         if self._overflowed or not self.wants(update.task):
@@ -42,14 +43,18 @@ class Subscription:
             self.close()
 
     def close(self) -> None:
+        """Ends the iteration once what is queued has been read. A reader waits only on an empty queue, so the end
+        marker always fits when one is waiting; a full queue is read to its end, then the flag ends it."""
         self._hub.unsubscribe(self)
-        self._queue.put_nowait(None) if not self._queue.full() else None
+        self._closed = True
+        if not self._queue.full():
+            self._queue.put_nowait(None)
 
     def empty(self) -> bool:
         return self._queue.empty()
 
     async def get(self) -> Update:
-        update = await self._queue.get()
+        update = None if self._closed and self._queue.empty() else await self._queue.get()
         if update is None:
             if self._overflowed:
                 raise ObserverTooSlow(f"this observer fell {QUEUE_LIMIT} task updates behind and was cut off")
