@@ -4,12 +4,15 @@ retries, cancel, observation, callbacks and cleanup, against a real SQLite file.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_servers import LLMServer, Turn
+from test_agent_runs import model_for
 
 from lodestar import Agent, Lodestar, ToolContext, tool
 from lodestar.background import BackgroundTask, BackgroundTasksConfig
@@ -576,3 +579,24 @@ async def test_an_observer_that_stops_reading_is_cut_off_not_left_to_grow(monkey
     with pytest.raises(pubsub.ObserverTooSlow, match="fell 3 task updates behind"):
         await slow.get()
     hub.publish(pubsub.Update("running", task))  # nothing more is kept for it
+
+
+@pytest.mark.parametrize("provider", ["openai_server", "anthropic_server"])
+async def test_the_next_turn_sends_the_provider_the_tasks_result_in_place_of_its_first_answer(
+    tmp_path: Path, provider: str, request: pytest.FixtureRequest
+) -> None:
+    server: LLMServer = request.getfixturevalue(provider)
+    gate = Gate()
+    gate.opened.set()
+    server.script(
+        Turn(tool_calls=[("research", {"topic": "solana"})]),
+        Turn(text="Research started."),
+        Turn(text="Solana is fast."),
+    )
+    agent = Agent("a", model=model_for(server), tools=[research_tool(gate)])
+    async with app_with(tmp_path, agent):
+        result = await agent.stream_until_idle("Research solana", thread="t1", resource="u1").result()
+    assert result.text == "Research started.\n\nSolana is fast."
+    last = json.dumps(server.requests[-1].body)
+    assert "notes on solana" in last and "is running in the background" not in last
+    assert "[background tasks finished] research" in last
