@@ -43,7 +43,6 @@ class UntilIdle:
         self.options = {k: v for k, v in options.items() if k not in ("run_id", "max_idle_ms")}
         self.max_idle_s = max_idle_ms / 1000
         self.runs = {first.run_id}
-        self.subscription = manager.subscribe(lambda task: task.run_id in self.runs)
         self.outstanding: dict[str, BackgroundTask] = {}
         self.ended: list[BackgroundTask] = []
         self.tasks: dict[str, BackgroundTask] = {}
@@ -52,6 +51,7 @@ class UntilIdle:
         self._busy = False
 
     async def __call__(self, sink: Sink) -> RunResult:
+        self.subscription = self.manager.subscribe(lambda task: task.run_id in self.runs)  # before any dispatch
         pump = asyncio.create_task(self._pump(sink))
         try:
             results = [await self._turn(self.first, sink)]
