@@ -385,8 +385,17 @@ class BackgroundTaskManager:
                 log.exception("claiming background tasks failed; trying again on the next change")
                 continue
             if not claimed:
-                self._maybe_pending = False
+                # Nothing claimed may only mean that every slot was taken: then the next task to end, here or in
+                # another process, must claim again, so the flag stays up while anything is queued.
+                self._maybe_pending = await self._anything_queued()
             self._run_claimed(claimed)
+
+    async def _anything_queued(self) -> bool:
+        try:
+            return (await self.store.list_tasks(TaskFilter(status="pending"), per_page=1)).total > 0
+        except Exception:
+            log.exception("counting queued background tasks failed; looking again on the next change")
+            return True
 
     async def _watcher(self) -> None:
         """Other processes' changes: published here, and a queued task or a freed slot may be ours to run."""
