@@ -125,6 +125,29 @@ def test_bundled_corpus_is_searchable(service: DocsService) -> None:
     assert hits[0].version == __version__
 
 
+BACKGROUND_GUIDE = "docs/agents/background-tasks.md"
+
+
+@pytest.mark.parametrize(
+    ("query", "anchor"),
+    [
+        ("How do I run a tool in the background?", "run-a-tool-in-the-background"),
+        ("stream until idle", "stream_until_idle-keep-the-stream-open-until-idle"),
+        ("background task limits", "limits-and-backpressure"),
+        ("retry a failed background task", "timeouts-retries-and-cancelling"),
+    ],
+)
+def test_background_task_questions_find_the_guide(service: DocsService, query: str, anchor: str) -> None:
+    hits = service.search(query, corpus="lodestar").hits
+    assert (hits[0].path, hits[0].anchor) == (BACKGROUND_GUIDE, anchor), [(h.path, h.anchor) for h in hits[:3]]
+
+
+def test_running_a_tool_in_the_background_finds_the_guide_by_a_clear_margin(service: DocsService) -> None:
+    first, second = service.search("How do I run a tool in the background?", corpus="lodestar").hits[:2]
+    assert first.path == BACKGROUND_GUIDE
+    assert first.score >= 1.5 * second.score, (second.path, first.score / second.score)  # measured: 1.71
+
+
 @pytest.mark.parametrize("query", ["agent", "tool background tasks", "how do I read a page", "the example"])
 def test_at_most_one_hit_per_page(service: DocsService, query: str) -> None:
     result = service.search(query, limit=50)
