@@ -348,8 +348,11 @@ async def test_callbacks_fire_once_at_each_layer_and_a_failing_one_is_only_logge
 ) -> None:
     fired: list[str] = []
 
+    last_fired = asyncio.Event()
+
     def boom(task: BackgroundTask) -> None:
         fired.append("manager")
+        last_fired.set()
         raise RuntimeError("callback broke")
 
     @tool(background={"enabled": True, "on_complete": lambda task: fired.append("tool")})
@@ -360,11 +363,14 @@ async def test_callbacks_fire_once_at_each_layer_and_a_failing_one_is_only_logge
     async def agent_level(task: BackgroundTask) -> None:
         fired.append(f"agent:{task.result}")
 
+    def entry_level(task: BackgroundTask) -> None:
+        fired.append("entry")
+
     agent = Agent(
         "a",
         model=ScriptedModel([calls(call("quick", {"x": 21})), "ok"]),
         tools=[quick],
-        background_tasks={"on_task_complete": agent_level},
+        background_tasks={"on_task_complete": agent_level, "tools": {"quick": {"on_complete": entry_level}}},
     )
     async with app_with(tmp_path, agent, on_task_complete=boom) as app:
         assert app.tasks is not None
@@ -373,12 +379,10 @@ async def test_callbacks_fire_once_at_each_layer_and_a_failing_one_is_only_logge
         with caplog.at_level(logging.ERROR, logger="lodestar.background"):
             result = await agent.generate("go")
             await watching
-            for _ in range(100):
-                if len(fired) == 3:
-                    break
-                await asyncio.sleep(0)
+            await asyncio.wait_for(last_fired.wait(), 30)
+            await asyncio.sleep(0)  # the manager logs the callback's exception as it returns
         task = await app.tasks.get_task(result.tool_results[0].result["task_id"])
-    assert fired == ["tool", "agent:42", "manager"]
+    assert fired == ["tool", "entry", "agent:42", "manager"]
     assert task is not None and task.status == "completed"
     assert "callback broke" in caplog.text or "raised" in caplog.text
 
@@ -600,3 +604,18 @@ async def test_the_next_turn_sends_the_provider_the_tasks_result_in_place_of_its
     last = json.dumps(server.requests[-1].body)
     assert "notes on solana" in last and "is running in the background" not in last
     assert "[background tasks finished] research" in last
+
+
+async def test_enqueue_outside_a_run_returns_the_task_as_it_started_and_refuses_unknown_pairs(tmp_path: Path) -> None:
+    gate = Gate()
+    agent = Agent("a", model=ScriptedModel(["ok"]), tools=[research_tool(gate)])
+    async with app_with(tmp_path, agent) as app:
+        assert app.tasks is not None
+        task = await app.tasks.enqueue("a", "research", {"topic": "x"})
+        assert task.status == "running" and task.attempt == 1
+        with pytest.raises(KeyError, match="no tool 'nope' of agent 'a' here; agent/tool pairs: a/research"):
+            await app.tasks.enqueue("a", "nope")
+        with pytest.raises(ValueError, match="unknown task status 'done'"):
+            app.tasks.stream(status="done").__aiter__()
+            await app.tasks.stream(status="done").__anext__()
+        gate.opened.set()

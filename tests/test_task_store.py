@@ -306,10 +306,16 @@ async def test_list_tasks_filters_newest_first_by_page(store: SQLiteTaskStore) -
     assert (await store.list_tasks(TaskFilter(resource_id="nobody"))).total == 0
 
 
+async def test_a_filter_refuses_an_unknown_status() -> None:
+    with pytest.raises(
+        InvalidValueError, match=r"^unknown task status 'done': use one of pending, running, completed, "
+    ):
+        TaskFilter(status="done")
+
+
 @pytest.mark.parametrize(
     ("where", "page", "per_page", "message"),
     [
-        (TaskFilter(status="done"), 0, 50, "unknown task status 'done': use one of pending, running, completed, "),
         (TaskFilter(), -1, 50, "page must be 0 or more, got -1"),
         (TaskFilter(), 0, 0, "per_page must be between 1 and 500, got 0"),
         (TaskFilter(), 0, 501, "per_page must be between 1 and 500, got 501"),

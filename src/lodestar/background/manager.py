@@ -113,6 +113,9 @@ class BackgroundTaskManager:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*jobs, *self._loops, return_exceptions=True)
+        for attempt in list(self._attempts.values()):  # claimed, then cancelled before its job began
+            await self._stopped(attempt.task)
+        self._attempts.clear()
         self._loops.clear()
         self._loop = None
 
@@ -129,8 +132,8 @@ class BackgroundTaskManager:
             raise UnknownNameError(f"no tool {tool_name!r} of agent {agent_id!r} here; agent/tool pairs: {known}")
         executor.tool.validate(args or {})
         task = self.new_task(agent_id, tool_name, dict(args or {}), **fields)
-        await self.submit(task)
-        return task
+        admission = await self.submit(task)
+        return next((t for t in admission.claimed if t.id == task.id), task)  # running, if it started at once
 
     def new_task(
         self,
@@ -268,19 +271,20 @@ class BackgroundTaskManager:
         await self._settled(ended)
 
     async def _settled(self, task: BackgroundTask) -> None:
-        """The result joins the dispatching thread's memory; then the callbacks of each layer fire once."""
+        """The result joins the dispatching thread's memory; then, for a completed or failed task, the callbacks
+        of each layer fire once: the tool's, the agent's entry for it, the agent's, the manager's."""
         executor = self._executors.get(task.executor)
         if executor is not None and executor.memory is not None and task.thread_id:
             await self.record_result(executor.memory, task)
-        callbacks: list[TaskCallback | None] = []
-        ok = task.status == "completed"
-        if executor is not None:
-            background = executor.tool.background
-            callbacks.append((background.on_complete if ok else background.on_failed) if background else None)
-            callbacks.append(executor.agent.on_task_complete if ok else executor.agent.on_task_failed)
-        callbacks.append(self.config.on_task_complete if ok else self.config.on_task_failed)
         if task.status == "cancelled":
             return
+        ok = task.status == "completed"
+        callbacks: list[TaskCallback | None] = []
+        if executor is not None:
+            for layer in (executor.tool.background, executor.agent.entry(task.tool_name)):
+                callbacks.append((layer.on_complete if ok else layer.on_failed) if layer else None)
+            callbacks.append(executor.agent.on_task_complete if ok else executor.agent.on_task_failed)
+        callbacks.append(self.config.on_task_complete if ok else self.config.on_task_failed)
         for callback in callbacks:
             if callback is not None:
                 await _call_safely(callback, task)

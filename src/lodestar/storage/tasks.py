@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from ..errors import InvalidValueError
 from .models import utcnow
 
 TaskStatus = Literal["pending", "running", "completed", "failed", "timed_out", "cancelled"]
@@ -133,6 +134,10 @@ class TaskFilter:
     resource_id: str | None = None
     tool_name: str | None = None
     task_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise InvalidValueError(f"unknown task status {self.status!r}: use one of {', '.join(STATUSES)}")
 
     def matches(self, task: BackgroundTask) -> bool:
         wanted = (
