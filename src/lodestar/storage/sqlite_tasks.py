@@ -395,15 +395,16 @@ def _claim(
     after, scanned = 0, 0
     while len(claimed) < free and executors and scanned < CLAIM_SCAN:
         full = [agent for agent, count in running.items() if count >= limits.per_agent_concurrency]
-        rows = _pending(conn, executors, full, after, now, free - len(claimed))
-        if not rows:
-            break
+        wanted = free - len(claimed)
+        rows = _pending(conn, executors, full, after, now, wanted)
         for row in rows:
             scanned, after, agent = scanned + 1, row["seq"], row["agent_id"]
             if running.get(agent, 0) < limits.per_agent_concurrency:
                 running[agent] = running.get(agent, 0) + 1
                 task = new if new is not None and new.id == row["id"] else _task(row)
                 claimed.append(_start(conn, task, claimant, now))
+        if len(rows) < wanted:
+            break  # every due task was read: a later round, with a later `after` and more agents full, finds none
     return claimed
 
 
