@@ -27,8 +27,18 @@ CLOCK_MONOTONIC (`time.monotonic`), which every process on the machine shares. p
   never claims its tasks), submits `app.tasks.submit(app.tasks.new_task("bench", "noop", ...))`; process B, the
   agent's app, claims and runs it. From just before A's `await submit` to B's subscriber receiving `running` and
   `completed`, --latency tasks one after another after 5 warm-ups. B learns of A's task through the database,
-  which it checks every `poll_interval_ms` (25 ms by default), so this figure is mostly that interval.
+  which it checks every `poll_interval_ms` (--poll-ms, 25 by default as in the config), so this figure is mostly
+  the wait for B's next look: A pauses a random 0 to --poll-ms ms before each dispatch (untimed), so that its
+  dispatches do not keep the same phase with B's looks, as tasks dispatched one right after another would.
 - peak RSS: VmHWM of the measuring processes; the largest is the end-to-end one.
+- the disk's floor: a bare `BEGIN IMMEDIATE; INSERT; COMMIT` on a WAL file with the same `synchronous`, before
+  each round. With `synchronous=FULL` (Lodestar's setting) every commit waits for an fsync, so every figure
+  above moves with this one; on a disk shared with other busy processes it can go from 0.25 to 4 ms. The load
+  average at the start of each round is shown too: on 2 cores, other busy processes delay every thread hop.
+
+--synchronous normal opens the task store's file as Mastra's LibSQLStore opens a local file (WAL,
+`synchronous=NORMAL`: a commit survives the process dying, not the machine losing power), for a like-for-like
+comparison with its figures; Lodestar itself always uses FULL.
 
 Each figure in the table is the median over --rounds of each round's value (its p50 or p95 for a distribution).
 """
@@ -40,6 +50,8 @@ import asyncio
 import json
 import math
 import os
+import random
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -47,14 +59,15 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
 from lodestar import Agent, Lodestar, tool
 from lodestar.background import BackgroundTaskManager
 from lodestar.runtime.models.scripted import ScriptedModel, call, calls
-from lodestar.storage import SQLiteStorage
+from lodestar.storage import SQLiteStorage, sqlite_tasks
+from lodestar.storage.schema import open_database
 
 LIMITS = {"enabled": True, "global_concurrency": 10, "per_agent_concurrency": 10}
 WARM_UPS = 5
@@ -218,13 +231,13 @@ async def agent_call(path: Path, count: int, pairs: int) -> dict[str, Any]:
     return {"cost": p50_p95(costs), "fg_run": p50_p95(fg_runs), "bg_run": p50_p95(bg_runs), "rss_mb": rss_mb()}
 
 
-async def cross_process(path: Path, n: int) -> dict[str, Any]:
+async def cross_process(path: Path, n: int, poll_ms: int, synchronous: str) -> dict[str, Any]:
     """Process A: dispatches the tasks that process B (`worker`) runs, and reads B's event times from its stdout."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--child", "worker", json.dumps({"path": str(path)}),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        sys.executable, __file__, "--synchronous", synchronous, "--child", "worker",
+        json.dumps({"path": str(path), "poll_ms": poll_ms}), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     )  # fmt: skip
     assert worker.stdin is not None and worker.stdout is not None
     seen: dict[tuple[str, str], float] = {}
@@ -239,11 +252,13 @@ async def cross_process(path: Path, n: int) -> dict[str, Any]:
         return seen[kind, task_id]
 
     running, completed = [], []
+    phases = random.Random(11)
     async with asyncio.timeout(TIMEOUT_S):
         await seen_at("ready", "-")
         async with Lodestar([], storage=SQLiteStorage(path), background_tasks=LIMITS) as app:
             assert app.tasks is not None
             for i in range(-WARM_UPS, n):
+                await asyncio.sleep(phases.uniform(0, poll_ms / 1000))
                 task = app.tasks.new_task("bench", "noop", {"i": i})
                 start = time.monotonic()
                 await app.tasks.submit(task)
@@ -257,14 +272,15 @@ async def cross_process(path: Path, n: int) -> dict[str, Any]:
     return {"running": p50_p95(running), "completed": p50_p95(completed), "rss_mb": max(rss_mb(), report["rss_mb"])}
 
 
-async def worker(path: Path) -> dict[str, Any]:
+async def worker(path: Path, poll_ms: int) -> dict[str, Any]:
     """Process B: runs the agent's tasks, printing `<event> <task id> <monotonic time>` for each event received."""
 
     def report(kind: str, task_id: str, at: float) -> None:
         sys.stdout.write(f"{kind} {task_id} {at}\n")
         sys.stdout.flush()
 
-    async with Lodestar([bench_agent()], storage=SQLiteStorage(path), background_tasks=LIMITS) as app:
+    config = LIMITS | {"poll_interval_ms": poll_ms}
+    async with Lodestar([bench_agent()], storage=SQLiteStorage(path), background_tasks=config) as app:
         assert app.tasks is not None
         events = Events()
         follower = asyncio.create_task(events.follow(app.tasks))
@@ -277,12 +293,40 @@ async def worker(path: Path) -> dict[str, Any]:
     return {"rss_mb": rss_mb()}
 
 
+def use_synchronous(mode: str) -> None:
+    """Open the task store's connections with this `synchronous` setting (see --synchronous)."""
+
+    def opened(path: str) -> sqlite3.Connection:
+        conn = open_database(path)
+        conn.execute(f"PRAGMA synchronous={mode}")
+        return conn
+
+    sqlite_tasks.open_database = opened  # type: ignore[attr-defined]
+
+
+def commit_floor(path: Path, mode: str, count: int = 300) -> dict[str, float]:
+    """A bare one-row commit on a WAL file: what the disk costs each state change."""
+    times = []
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={mode}")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        for _ in range(count):
+            start = time.monotonic()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (v) VALUES ('x')")
+            conn.execute("COMMIT")
+            times.append((time.monotonic() - start) * 1000)
+    path.unlink()
+    return p50_p95(times)
+
+
 CHILDREN = {
     "throughput": lambda a: throughput(Path(a["path"]), a["n"]),
     "latency": lambda a: latency(Path(a["path"]), a["n"]),
     "agent": lambda a: agent_call(Path(a["path"]), a["calls"], a["pairs"]),
-    "cross": lambda a: cross_process(Path(a["path"]), a["n"]),
-    "worker": lambda a: worker(Path(a["path"])),
+    "cross": lambda a: cross_process(Path(a["path"]), a["n"], a["poll_ms"], a["synchronous"]),
+    "worker": lambda a: worker(Path(a["path"]), a["poll_ms"]),
 }
 
 
@@ -307,8 +351,8 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def run_child(kind: str, **args: Any) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", kind, json.dumps(args)]
+def run_child(kind: str, mode: str, **args: Any) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--synchronous", mode, "--child", kind, json.dumps(args)]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, timeout=TIMEOUT_S + 60, check=True)
     result: dict[str, Any] = json.loads(done.stdout.split("RESULT ", 1)[1])
     print(f"  {kind} {args.get('n', '')}: {json.dumps(result)}", file=sys.stderr)
@@ -352,9 +396,21 @@ def table(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
         lambda r: r["cost"], spread=True)  # fmt: skip
     add(f"agent: run of {args.calls} foreground calls (ms)", "agent", lambda r: r["fg_run"], spread=True)
     add(f"agent: run of {args.calls} background calls (ms)", "agent", lambda r: r["bg_run"], spread=True)
-    add("two processes: dispatch in A -> running in B (ms)", "cross", lambda r: r["running"], spread=True)
-    add("two processes: dispatch in A -> completed in B (ms)", "cross", lambda r: r["completed"], spread=True)
-    every = [result for group in results.values() for result in group]
+    add(
+        f"two processes: dispatch in A -> running in B (ms, poll {args.poll_ms} ms)",
+        "cross",
+        lambda r: r["running"],
+        spread=True,
+    )
+    add(
+        f"two processes: dispatch in A -> completed in B (ms, poll {args.poll_ms} ms)",
+        "cross",
+        lambda r: r["completed"],
+        spread=True,
+    )
+    add("bare SQLite commit on this disk, before each round (ms)", "floor", lambda r: r, spread=True)
+    add(f"load average (1 min) at the start of each round, {os.cpu_count()} CPUs", "load", lambda r: r)
+    every = [result for key, group in results.items() if key not in ("floor", "load") for result in group]
     add(f"peak RSS, {args.total:,} tasks (MB)", f"throughput {args.total}", lambda r: r["rss_mb"])
     lines.append(f"| peak RSS, largest process (MB) | {fmt(max(r['rss_mb'] for r in every))} | | |")
     return lines
@@ -366,12 +422,20 @@ def main(args: argparse.Namespace) -> None:
         db = str(Path(directory) / "bench.db")
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_} of {args.rounds}", file=sys.stderr)
+            results.setdefault("load", []).append(os.getloadavg()[0])
+            results.setdefault("floor", []).append(commit_floor(Path(directory) / "floor.db", args.synchronous))
+            sync = args.synchronous
             for n in [*args.sizes, args.total]:
-                results.setdefault(f"throughput {n}", []).append(run_child("throughput", path=db, n=n))
-            results.setdefault("latency", []).append(run_child("latency", path=db, n=args.latency))
-            results.setdefault("agent", []).append(run_child("agent", path=db, calls=args.calls, pairs=args.pairs))
-            results.setdefault("cross", []).append(run_child("cross", path=db, n=args.latency))
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.rounds} rounds, SQLite files\n")
+                results.setdefault(f"throughput {n}", []).append(run_child("throughput", sync, path=db, n=n))
+            results.setdefault("latency", []).append(run_child("latency", sync, path=db, n=args.latency))
+            agent = run_child("agent", sync, path=db, calls=args.calls, pairs=args.pairs)
+            results.setdefault("agent", []).append(agent)
+            cross = run_child("cross", sync, path=db, n=args.latency, poll_ms=args.poll_ms, synchronous=sync)
+            results.setdefault("cross", []).append(cross)
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.rounds} rounds, "
+        f"SQLite files with synchronous={args.synchronous.upper()}\n"
+    )
     print("\n".join(table(results, args)))
 
 
@@ -383,10 +447,13 @@ if __name__ == "__main__":
     parser.add_argument("--latency", type=int, default=200, help="sequential tasks of the latency measurements")
     parser.add_argument("--calls", type=int, default=10, help="tool calls per agent run")
     parser.add_argument("--pairs", type=int, default=30, help="pairs of agent runs (foreground, background)")
+    parser.add_argument("--poll-ms", type=int, default=25, help="poll_interval_ms of the process that runs the tasks")
     parser.add_argument("--dir", default=None, help="where the database files go (default: a temporary directory)")
+    parser.add_argument("--synchronous", choices=["full", "normal"], default="full", help="see above")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "ARGS"), help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.child:
+        use_synchronous(parsed.synchronous)
         kind, child_args = parsed.child
         outcome = asyncio.run(CHILDREN[kind](json.loads(child_args)))
         sys.stdout.write(f"RESULT {json.dumps(outcome)}\n")
