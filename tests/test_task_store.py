@@ -209,6 +209,19 @@ async def test_request_cancel_by_state(store: SQLiteTaskStore) -> None:
     ]
 
 
+async def test_finish_reports_a_cancel_asked_by_another_process_while_the_task_ran(
+    tmp_path: Path, store: SQLiteTaskStore
+) -> None:
+    [started] = (await store.admit(make("t1"), claimant(), require_slot=False)).claimed
+    other = SQLiteTaskStore(tmp_path / "lodestar.db")  # its own connection, as another process has
+    assert (await other.request_cancel("t1", "p2")) is not None
+    await other.close()
+    ended = await store.finish("t1", "p1", started.attempt, "cancelled")
+    assert ended is not None and ended.cancel_requested and ended == await store.get("t1")
+    [event] = [e for e in await store.events_after(0) if e.kind == "cancelled"]
+    assert event.task.cancel_requested
+
+
 async def test_recover_takes_back_only_expired_leases(tmp_path: Path, store: SQLiteTaskStore) -> None:
     path = tmp_path / "lodestar.db"
     await store.admit(make("cancel"), claimant(), require_slot=False)

@@ -98,6 +98,8 @@ class SQLiteTaskStore:
         self._closed = False
         self._conn: sqlite3.Connection | None = None
         self._data_version = 0
+        # The tasks this store started, as it wrote them, so that ending one reads no row back; worker thread only.
+        self._started: dict[str, BackgroundTask] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteTaskStore({self.path!r})"
@@ -115,12 +117,15 @@ class SQLiteTaskStore:
             claimed = _claim(conn, claimant, None, now, task)
             if require_slot and all(t.id != task.id for t in claimed):
                 raise _Undo(Admission(False, []))
-            return Admission(True, claimed)
+            return Admission(True, self._keep(claimed))
 
         return await self._call("admit", admit, writes=True)
 
     async def claim(self, claimant: Claimant, *, max_tasks: int | None = None) -> list[BackgroundTask]:
-        return await self._call("claim", lambda conn: _claim(conn, claimant, max_tasks, time.time()), writes=True)
+        def claim(conn: sqlite3.Connection) -> list[BackgroundTask]:
+            return self._keep(_claim(conn, claimant, max_tasks, time.time()))
+
+        return await self._call("claim", claim, writes=True)
 
     async def renew(self, owner: str, task_ids: list[str], lease_ms: int) -> set[str]:
         if not task_ids:
@@ -131,7 +136,10 @@ class SQLiteTaskStore:
                 f"UPDATE background_tasks SET lease_until = ? WHERE owner = ? AND status = 'running' "
                 f"AND id IN ({_marks(task_ids)}) RETURNING id"
             )
-            return {r[0] for r in conn.execute(sql, (time.time() + lease_ms / 1000, owner, *task_ids))}
+            held = {r[0] for r in conn.execute(sql, (time.time() + lease_ms / 1000, owner, *task_ids))}
+            for lost in set(task_ids) - held:
+                self._started.pop(lost, None)
+            return held
 
         return await self._call("renew", renew, writes=True)
 
@@ -150,7 +158,7 @@ class SQLiteTaskStore:
         kind: EventKind = "failed" if status == "timed_out" else status  # type: ignore[assignment]
 
         def finish(conn: sqlite3.Connection) -> BackgroundTask | None:
-            task = _held(conn, task_id, owner, attempt)
+            task = self._held(conn, task_id, owner, attempt)
             if task is None:
                 return None
             now = time.time()
@@ -163,7 +171,7 @@ class SQLiteTaskStore:
         self, task_id: str, owner: str, attempt: int, run_after: datetime, error: dict[str, Any]
     ) -> BackgroundTask | None:
         def retry_later(conn: sqlite3.Connection) -> BackgroundTask | None:
-            task = _held(conn, task_id, owner, attempt)
+            task = self._held(conn, task_id, owner, attempt)
             if task is None:
                 return None
             update = {"run_after": run_after, "error": error, "owner": None, "lease_until": None}
@@ -270,6 +278,22 @@ class SQLiteTaskStore:
         stopped: asyncio.Future[None] = loop.create_future()
         self._queue.put(_Stop(loop, stopped))
         await stopped
+
+    def _keep(self, started: list[BackgroundTask]) -> list[BackgroundTask]:
+        self._started.update((task.id, task) for task in started)
+        return started
+
+    def _held(self, conn: sqlite3.Connection, task_id: str, owner: str, attempt: int) -> BackgroundTask | None:
+        """The running attempt `owner` holds, else None. A task this store started is taken as it was written, with
+        the one column another process may change while it runs (`cancel_requested`; a renewed lease is about to
+        be cleared) read again."""
+        known = self._started.pop(task_id, None)
+        if known is None or known.attempt != attempt:
+            row = conn.execute(f"{_HELD} AND attempt = ?", (task_id, owner, attempt)).fetchone()
+            return None if row is None else _task(row)
+        sql = f"{_HELD.replace('*', 'cancel_requested', 1)} AND attempt = ?"
+        row = conn.execute(sql, (task_id, owner, attempt)).fetchone()
+        return None if row is None else known.model_copy(update={"cancel_requested": bool(row[0])})
 
     # --- the worker ---------------------------------------------------------------------------------------
 
@@ -445,11 +469,6 @@ def _recover_one(conn: sqlite3.Connection, task: BackgroundTask, origin: str, no
         return _change(conn, task, "queued", origin, now, status="pending", run_after=_dt(now), **cleared)
     error = {"message": INTERRUPTED}
     return _change(conn, task, "failed", origin, now, status="failed", error=error, completed_at=_dt(now), **cleared)
-
-
-def _held(conn: sqlite3.Connection, task_id: str, owner: str, attempt: int) -> BackgroundTask | None:
-    row = conn.execute(f"{_HELD} AND attempt = ?", (task_id, owner, attempt)).fetchone()
-    return None if row is None else _task(row)
 
 
 def _change(
