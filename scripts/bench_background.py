@@ -1,7 +1,7 @@
 """Benchmark background tasks through SQLite files, with the definitions of Mastra's bench, for side-by-side ratios.
 
     uv run python scripts/bench_background.py [--rounds 3] [--sizes 1000,5000] [--total 10000] [--latency 200]
-                                              [--calls 10] [--pairs 30] [--dir DIR]
+        [--calls 10] [--pairs 30] [--poll-ms 25] [--synchronous full|normal] [--mastra JSON...] [--dir DIR]
 
 Mastra's bench is ../shared/bench/mastra-background/bench.mjs. As there, every measurement runs in a fresh process
 on a fresh database file (in DIR, default a temporary directory: put it on the disk the database will live on),
@@ -42,6 +42,7 @@ CLOCK_MONOTONIC (`time.monotonic`), which every process on the machine shares. p
 comparison with its figures; Lodestar itself always uses FULL.
 
 Each figure in the table is the median over --rounds of each round's value (its p50 or p95 for a distribution).
+With --mastra, the results files bench.mjs wrote (WORKDIR/results-*.json) give a second table of ratios.
 """
 
 from __future__ import annotations
@@ -423,6 +424,30 @@ def table(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
     return lines
 
 
+def beside_mastra(results: dict[str, list[dict[str, Any]]], files: list[str], sizes: list[int]) -> list[str]:
+    """Ratios to the figures in bench.mjs's results files (its `affine` path: enqueue with an executor, as an
+    agent's tool call does), medians over its repetitions as its own table shows them."""
+    runs = [json.loads(Path(file).read_text()) for file in files]
+    throughput = [r for run in runs for r in run["throughput"] if r["path"] == "affine"]
+    latency = [r for run in runs for r in run["latency"] if r["path"] == "affine"]
+    lines = ["| measurement | Lodestar | Mastra | ratio (above 1: Lodestar better) |", "|---|---:|---:|---:|"]
+    for n in sizes:
+        ours = statistics.median(r["tasks_per_s"] for r in results[f"throughput {n}"])
+        theirs = statistics.median(r["tasks_per_s"] for r in throughput if r["n"] == n)
+        lines.append(f"| throughput, {n:,} tasks (tasks/s) | {fmt(ours)} | {fmt(theirs)} | {ours / theirs:.2f} |")
+    for name, field, their_field in (
+        ("dispatch -> running event", "running", "dispatch_to_running"),
+        ("dispatch -> body start", "body", "dispatch_to_exec"),
+        ("dispatch -> completed event", "completed", "dispatch_to_completed_event"),
+        ("enqueue call", "enqueue", "enqueue_call"),
+    ):
+        for stat in ("p50", "p95"):
+            ours = statistics.median(r[field][stat] for r in results["latency"])
+            theirs = statistics.median(r[their_field][stat] for r in latency)
+            lines.append(f"| {name} {stat} (ms) | {fmt(ours)} | {fmt(theirs)} | {theirs / ours:.2f} |")
+    return lines
+
+
 def main(args: argparse.Namespace) -> None:
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
@@ -444,6 +469,9 @@ def main(args: argparse.Namespace) -> None:
         f"SQLite files with synchronous={args.synchronous.upper()}\n"
     )
     print("\n".join(table(results, args)))
+    if args.mastra:
+        print(f"\nBeside Mastra ({', '.join(args.mastra)}):\n")
+        print("\n".join(beside_mastra(results, args.mastra, args.sizes)))
 
 
 if __name__ == "__main__":
@@ -456,6 +484,7 @@ if __name__ == "__main__":
     parser.add_argument("--pairs", type=int, default=30, help="pairs of agent runs (foreground, background)")
     parser.add_argument("--poll-ms", type=int, default=25, help="poll_interval_ms of the process that runs the tasks")
     parser.add_argument("--dir", default=None, help="where the database files go (default: a temporary directory)")
+    parser.add_argument("--mastra", nargs="+", metavar="JSON", help="bench.mjs results files: adds ratios to them")
     parser.add_argument("--synchronous", choices=["full", "normal"], default="full", help="see above")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "ARGS"), help=argparse.SUPPRESS)
     parsed = parser.parse_args()
