@@ -73,7 +73,7 @@ from lodestar.storage.schema import open_database
 
 LIMITS = {"enabled": True, "global_concurrency": 10, "per_agent_concurrency": 10}
 WARM_UPS = 5
-TIMEOUT_S = 600  # a measurement that has not finished by then is reported as stalled
+TIMEOUT_S = 600  # a measurement still waiting after this long fails: a hang, not a slow run
 
 started: dict[int, float] = {}
 executions: Counter[int] = Counter()
