@@ -128,7 +128,8 @@ class BackgroundDispatcher:
                     return ToolOutcome(await tool.execute(args, context))
                 raise BackgroundRejected(_full_message(self.manager, tool.name))
             started = any(t.id == task.id for t in admission.claimed)
-            self._remember(context.run_id, task.id)
+            if context.thread_id is not None:  # only a thread keeps the first answer for a result to replace
+                self._remember(context.run_id, task.id)
             await self._announce(task, context)
             if waiting is not None and plan.wait_timeout_ms is not None:
                 ended = await _wait(waiting, plan.wait_timeout_ms)
