@@ -619,3 +619,32 @@ async def test_enqueue_outside_a_run_returns_the_task_as_it_started_and_refuses_
             app.tasks.stream(status="done").__aiter__()
             await app.tasks.stream(status="done").__anext__()
         gate.opened.set()
+
+
+async def test_stream_until_idle_carries_failed_and_cancelled_tasks_and_continues_for_them(tmp_path: Path) -> None:
+    gate = Gate()
+
+    @tool(background=True)
+    def broken(topic: str) -> str:
+        """Always fails."""
+        raise RuntimeError(f"no source for {topic}")
+
+    def script(request: ModelRequest) -> ScriptedTurn:
+        last = request.messages[-1]
+        if last.role == "user" and last.text.startswith("[background tasks finished]"):
+            return ScriptedTurn(text=f"Noted: {last.text}")
+        if last.role == "user":
+            return calls(call("broken", {"topic": "a"}), call("research", {"topic": "b"}))
+        return ScriptedTurn(text="Both started.")
+
+    agent = Agent("a", model=ScriptedModel(script), tools=[broken, research_tool(gate)])
+    async with app_with(tmp_path, agent) as app:
+        assert app.tasks is not None
+        kinds: list[str] = []
+        async for chunk in agent.stream_until_idle("go", thread="t1"):
+            kinds.append(chunk.type)
+            if chunk.type == "background-task-running" and chunk.payload.tool_name == "research":
+                await gate.started.get()
+                await app.tasks.cancel(chunk.payload.task_id)
+    assert "background-task-failed" in kinds and "background-task-cancelled" in kinds
+    assert kinds.count("start") >= 2  # a turn followed for what ended
