@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import random
 import sqlite3
@@ -61,9 +60,11 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+from benchstats import commit_times, p50_p95, peak_rss_mb
 
 from lodestar import Agent, Lodestar, tool
 from lodestar.background import BackgroundTaskManager
@@ -193,7 +194,7 @@ async def throughput(path: Path, n: int) -> dict[str, Any]:
         "duplicate_events": events.duplicates,
         "max_running": events.max_running,
         "completed_in_store": stored.total,
-        "rss_mb": rss_mb(),
+        "rss_mb": peak_rss_mb(),
     }
 
 
@@ -213,7 +214,7 @@ async def latency(path: Path, n: int) -> dict[str, Any]:
                     ("completed", ended),
                 ):
                     samples[name].append((at - start) * 1000)
-    return {name: p50_p95(values) for name, values in samples.items()} | {"rss_mb": rss_mb()}
+    return {name: p50_p95(values) for name, values in samples.items()} | {"rss_mb": peak_rss_mb()}
 
 
 async def agent_call(path: Path, count: int, pairs: int) -> dict[str, Any]:
@@ -236,7 +237,7 @@ async def agent_call(path: Path, count: int, pairs: int) -> dict[str, Any]:
                 costs.append((t_bg - t_fg) / count * 1000)
                 fg_runs.append(t_fg * 1000)
                 bg_runs.append(t_bg * 1000)
-    return {"cost": p50_p95(costs), "fg_run": p50_p95(fg_runs), "bg_run": p50_p95(bg_runs), "rss_mb": rss_mb()}
+    return {"cost": p50_p95(costs), "fg_run": p50_p95(fg_runs), "bg_run": p50_p95(bg_runs), "rss_mb": peak_rss_mb()}
 
 
 async def cross_process(path: Path, n: int, poll_ms: int, synchronous: str) -> dict[str, Any]:
@@ -277,7 +278,11 @@ async def cross_process(path: Path, n: int, poll_ms: int, synchronous: str) -> d
         worker.stdin.close()
         report = json.loads((await worker.stdout.read()).decode().split("RESULT ", 1)[1])
         await worker.wait()
-    return {"running": p50_p95(running), "completed": p50_p95(completed), "rss_mb": max(rss_mb(), report["rss_mb"])}
+    return {
+        "running": p50_p95(running),
+        "completed": p50_p95(completed),
+        "rss_mb": max(peak_rss_mb(), report["rss_mb"]),
+    }
 
 
 async def worker(path: Path, poll_ms: int) -> dict[str, Any]:
@@ -298,7 +303,7 @@ async def worker(path: Path, poll_ms: int) -> dict[str, Any]:
         report("ready", "-", time.monotonic())
         await asyncio.to_thread(sys.stdin.read)  # until process A closes our stdin
         follower.cancel()
-    return {"rss_mb": rss_mb()}
+    return {"rss_mb": peak_rss_mb()}
 
 
 def use_synchronous(mode: str) -> None:
@@ -314,19 +319,7 @@ def use_synchronous(mode: str) -> None:
 
 def commit_floor(path: Path, mode: str, count: int = 300) -> dict[str, float]:
     """A bare one-row commit on a WAL file: what the disk costs each state change."""
-    times = []
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={mode}")
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        for _ in range(count):
-            start = time.monotonic()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO t (v) VALUES ('x')")
-            conn.execute("COMMIT")
-            times.append((time.monotonic() - start) * 1000)
-    path.unlink()
-    return p50_p95(times)
+    return p50_p95(commit_times(path, mode, count))
 
 
 CHILDREN = {
@@ -339,24 +332,6 @@ CHILDREN = {
 
 
 # --- figures and the table --------------------------------------------------------------------------------------
-
-
-def p95(values: list[float]) -> float:
-    """Nearest-rank, as Mastra's bench computes it."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-def p50_p95(values: list[float]) -> dict[str, float]:
-    return {"p50": statistics.median(values), "p95": p95(values)}
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_child(kind: str, mode: str, **args: Any) -> dict[str, Any]:

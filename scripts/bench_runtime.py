@@ -29,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from benchstats import p95, peak_rss_mb
+
 from lodestar import Agent, tool
 from lodestar.runtime import Memory
 from lodestar.runtime.models.base import CallContext
@@ -68,11 +70,6 @@ async def timed(make: Callable[[], Awaitable[object]], rounds: int) -> list[floa
     return samples
 
 
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 def row(name: str, values: list[float], unit: float = 1e3, suffix: str = "ms") -> str:
     return f"| {name} | {statistics.median(values) * unit:.3f} {suffix} | {p95(values) * unit:.3f} {suffix} |"
 
@@ -98,14 +95,6 @@ async def model_only(turns: list, rounds: int) -> list[float]:
                 pass
 
     return await timed(replay, rounds)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def concurrent(count: int, memory: Memory | None) -> tuple[float, int]:
@@ -151,14 +140,14 @@ async def main(rounds: int, count: int) -> None:
     print(row("scripted model's own time per step", model_time))
     print(row("overhead per parallel tool call", per_call))
 
-    before = rss_mb()
+    before = peak_rss_mb()
     wall, ok = await concurrent(count, None)
-    after = rss_mb()
+    after = peak_rss_mb()
     with tempfile.TemporaryDirectory() as folder:
         storage = SQLiteStorage(Path(folder) / "bench.db")
         mem_wall, mem_ok = await concurrent(count, Memory(storage))
         await storage.close()
-    after_memory = rss_mb()
+    after_memory = peak_rss_mb()
     print(f"\n| {count} concurrent 3-step runs | value |\n|---|---:|")
     print(f"| wall time (50 ms model latency per run) | {wall:.2f} s ({ok}/{count} ok) |")
     print(f"| runs per second | {count / wall:.0f} |")

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import statistics
 import tempfile
 import time
-from contextlib import closing
 from pathlib import Path
+
+from benchstats import commit_times, p95
 
 from lodestar.storage import BackgroundTask, SQLiteTaskStore
 from lodestar.storage.tasks import Claimant, Limits
@@ -34,23 +34,7 @@ def task(number: int) -> BackgroundTask:
 
 
 def med_p95(values: list[float]) -> str:
-    ordered = sorted(values)
-    return f"median {statistics.median(ordered):.3f} ms, p95 {ordered[int(len(ordered) * 0.95)]:.3f} ms"
-
-
-def bare_commits(path: Path, count: int = 1000) -> list[float]:
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        times = []
-        for _ in range(count):
-            start = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO t (v) VALUES ('x')")
-            conn.execute("COMMIT")
-            times.append((time.perf_counter() - start) * 1000)
-    return times
+    return f"median {statistics.median(values):.3f} ms, p95 {p95(values):.3f} ms"
 
 
 async def admit_latency(store: SQLiteTaskStore, first: int, count: int = 500) -> list[float]:
@@ -88,7 +72,9 @@ async def throughput(store: SQLiteTaskStore, first: int, count: int) -> float:
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
-        print(f"bare SQLite commit (synchronous=FULL): {med_p95(bare_commits(Path(directory) / 'bare.db'))}")
+        print(
+            f"bare SQLite commit (synchronous=FULL): {med_p95(commit_times(Path(directory) / 'bare.db', count=1000))}"
+        )
         store = SQLiteTaskStore(Path(directory) / "tasks.db")
         await store.get("warm-up")
         print(f"admit, task running at once: {med_p95(await admit_latency(store, 0))}")
