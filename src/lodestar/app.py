@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -9,9 +12,13 @@ from typing import Any
 from .background.config import BackgroundTasksConfig, background_tasks_config
 from .background.dispatcher import BackgroundDispatcher
 from .background.manager import BackgroundTaskManager
-from .errors import InvalidValueError, UnknownNameError
+from .errors import InvalidValueError, UnknownNameError, UsageError
 from .runtime.agent import Agent
 from .storage import SQLiteStorage, Storage, default_db_path
+
+
+class AppLoadError(UsageError):
+    """`--app MODULE:ATTRIBUTE` names something that cannot be served: the message says what and what to do."""
 
 
 class Lodestar:
@@ -77,3 +84,29 @@ class Lodestar:
         if self.tasks is not None:
             await self.tasks.aclose()
         await self.storage.close()
+
+
+def load_app(spec: str) -> Lodestar:
+    """The `Lodestar` app named by `--app MODULE:ATTRIBUTE`, the current directory importable; anything that
+    stops it from loading is one AppLoadError line saying what and how to fix it."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise AppLoadError(f"--app {spec}: give MODULE:ATTRIBUTE, e.g. --app mypkg.agents:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise AppLoadError(f"--app {spec}: importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
+    found: Any = module
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            names = ", ".join(n for n in dir(module) if isinstance(getattr(module, n), Lodestar)) or "none"
+            raise AppLoadError(f"--app {spec}: {module_name} has no {attribute!r}; its Lodestar apps: {names}")
+        found = getattr(found, part)
+    if not isinstance(found, Lodestar):
+        raise AppLoadError(
+            f"--app {spec}: {attribute} is of type {type(found).__name__}, not a Lodestar app; "
+            "make it `app = Lodestar(agents=[...])`"
+        )
+    return found
