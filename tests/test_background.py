@@ -428,6 +428,7 @@ async def test_stream_until_idle_runs_a_turn_for_finished_tasks_and_aggregates_e
         result = await stream.result()
     for kind in ("started", "progress", "running", "output", "completed"):
         assert f"background-task-{kind}" in kinds
+    assert kinds.index("background-task-started") < kinds.index("background-task-running")  # as it happened
     assert kinds.count("start") == 2 and kinds.count("finish") == 2
     assert result.text == "Research started.\n\nHere is what I found."
     assert len(result.steps) == 3 and [t.status for t in result.background_tasks] == ["completed"]

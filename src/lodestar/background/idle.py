@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..runtime.chunks import BackgroundTaskStartedChunk, Chunk
 from ..runtime.messages import Message, ToolResultPart
 from ..runtime.result import RunResult
 from ..runtime.run import Run, Sink
@@ -49,6 +50,8 @@ class UntilIdle:
         self.conversation: list[Message] = []  # what a turn without a thread sees: every turn's messages
         self._changed = asyncio.Event()
         self._busy = False
+        self._started: set[str] = set()  # tasks whose `background-task-started` the stream has carried
+        self._held: dict[str, list[Chunk]] = {}  # the manager's chunks of a task, until then
 
     async def __call__(self, sink: Sink) -> RunResult:
         self.subscription = self.manager.subscribe(lambda task: task.run_id in self.runs)  # before any dispatch
@@ -65,9 +68,21 @@ class UntilIdle:
                 await pump
 
     async def _turn(self, run: Run, sink: Sink) -> RunResult:
-        result = await run.execute(sink)
+        async def forward(chunk: Chunk) -> None:
+            await sink(chunk)
+            if isinstance(chunk, BackgroundTaskStartedChunk):
+                await self._release(chunk.payload.task_id, sink)
+
+        result = await run.execute(forward)
+        for task_id in list(self._held):  # a processor kept its start from the stream: its chunks go anyway
+            await self._release(task_id, sink)
         self.conversation += result.messages
         return result
+
+    async def _release(self, task_id: str, sink: Sink) -> None:
+        self._started.add(task_id)
+        for chunk in self._held.pop(task_id, []):
+            await sink(chunk)
 
     async def _pump(self, sink: Sink) -> None:
         """Forwards the manager's chunks for this stream's tasks as they are committed, and keeps count."""
@@ -75,7 +90,9 @@ class UntilIdle:
             self._busy = True
             self._note(update)
             chunk = chunk_of(update)
-            if chunk is not None:
+            if chunk is not None and update.task.id not in self._started:
+                self._held.setdefault(update.task.id, []).append(chunk)  # the agent stream says it started first
+            elif chunk is not None:
                 await sink(chunk)
             self._busy = False
             self._changed.set()

@@ -15,10 +15,10 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidValueError, UnknownNameError
 from ..runtime.background import BACKGROUND_TASK_KEY, AgentBackgroundConfig, TaskCallback
@@ -44,6 +44,8 @@ from .config import BackgroundTasksConfig
 from .pubsub import PubSub, Subscription, Update
 
 log = logging.getLogger("lodestar.background")
+T = TypeVar("T")
+EVENTS_PAGE = 1000
 EVENTS_TTL_MS = 600_000  # other processes read events within a poll interval; ten minutes is ample
 ANSWERED_KEPT = 10_000
 DUE_SLACK_S = 0.005  # the event loop's clock and the wall clock a task's due time is in may differ slightly
@@ -60,9 +62,30 @@ class Executor:
 
 @dataclass(slots=True)
 class Attempt:
+    """One run of a task here. `job` runs the tool, then records the outcome; a stop cancels only `work`, the
+    tool's own execution, so an outcome already reached is always recorded and announced."""
+
     task: BackgroundTask
-    job: asyncio.Task[None]
+    job: asyncio.Task[None] | None = None
+    work: asyncio.Future[Any] | None = None
     stop_reason: str | None = None  # "cancel": asked to cancel; "lost": another process took it over; "close"
+
+    @property
+    def working(self) -> bool:
+        return self.work is None or not self.work.done()
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is not None or not self.working:
+            return
+        self.stop_reason = reason
+        if self.work is not None:
+            self.work.cancel()
+        elif self.job is not None:
+            self.job.cancel()  # claimed, and not begun yet
+
+
+class TaskTimedOut(Exception):
+    """The task's own timeout fired (a TimeoutError the tool raises itself is an ordinary failure)."""
 
 
 class BackgroundTaskManager:
@@ -74,6 +97,7 @@ class BackgroundTaskManager:
         self._attempts: dict[str, Attempt] = {}
         self._hub = PubSub()
         self._loops: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Future[Any]] = set()  # admissions, claims and settlements under way
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claim_wanted = asyncio.Event()
         self._maybe_pending = True
@@ -92,29 +116,31 @@ class BackgroundTaskManager:
         return Claimant(self.owner, frozenset(self._executors), limits, self.config.lease_ms)
 
     async def start(self) -> None:
-        """Start the workers (once per event loop): first recover what dead processes left, then claim."""
+        """Start the workers (once per event loop): first recover what dead processes left, then claim. State of
+        an earlier event loop, which is gone, is dropped."""
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return
-        self._loop = loop
+        self._loops, self._attempts, self._busy = [], {}, set()
         self._claim_wanted = asyncio.Event()
         self._seen_seq = await self.store.last_event_seq()
         await self._recover()
+        self._loop = loop  # only now: a start that failed is tried again
         for body in (self._claimer, self._watcher, self._keeper, self._cleaner):
             self._loops.append(asyncio.create_task(body(), name=f"lodestar-background-{body.__name__}"))
         self._want_claim()
 
     async def aclose(self) -> None:
         """Stop the workers; running attempts go back to the queue for this or another process to run again."""
-        for attempt in list(self._attempts.values()):
-            attempt.stop_reason = "close"
-            attempt.job.cancel()
-        jobs = [a.job for a in self._attempts.values()]
         for task in self._loops:
             task.cancel()
-        await asyncio.gather(*jobs, *self._loops, return_exceptions=True)
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*self._busy, return_exceptions=True)  # what they claimed is among the attempts now
+        for attempt in self._attempts.values():
+            attempt.stop("close")
+        await asyncio.gather(*(a.job for a in self._attempts.values() if a.job), return_exceptions=True)
         for attempt in list(self._attempts.values()):  # claimed, then cancelled before its job began
-            await self._stopped(attempt.task)
+            await self._stopped(attempt)
         self._attempts.clear()
         self._loops.clear()
         self._loop = None
@@ -169,6 +195,9 @@ class BackgroundTaskManager:
         """Admit a task; it starts here at once when a slot is free, else waits in the queue (or, with
         `require_slot`, is not admitted)."""
         await self.start()
+        return await self._guarded(self._admit(task, require_slot))
+
+    async def _admit(self, task: BackgroundTask, require_slot: bool) -> Admission:
         admission = await self.store.admit(task, self.claimant, require_slot=require_slot)
         if admission.admitted and task.id not in {t.id for t in admission.claimed}:
             self._maybe_pending = True
@@ -176,15 +205,41 @@ class BackgroundTaskManager:
         self._run_claimed(admission.claimed)
         return admission
 
+    async def _guarded(self, work: Coroutine[Any, Any, T]) -> T:
+        """Runs `work` to its end even if the caller is cancelled meanwhile: what a transaction claimed must be
+        started here, or it would sit `running` until its lease expired."""
+        return await asyncio.shield(self._spawn(work))
+
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """`work` in a task of its own, which `aclose` waits for."""
+        future = asyncio.ensure_future(work)
+        self._busy.add(future)
+        future.add_done_callback(self._busy.discard)
+        return future
+
     def _run_claimed(self, tasks: list[BackgroundTask]) -> None:
         for task in tasks:
             self._publish(Update("running", task))
-            job = asyncio.create_task(self._run_attempt(task), name=f"lodestar-task-{task.id}")
-            self._attempts[task.id] = Attempt(task, job)
+            attempt = self._attempts[task.id] = Attempt(task)
+            attempt.job = asyncio.create_task(self._run_attempt(attempt), name=f"lodestar-task-{task.id}")
 
-    async def _run_attempt(self, task: BackgroundTask) -> None:
+    async def _run_attempt(self, attempt: Attempt) -> None:
+        task = attempt.task
         try:
-            await self._attempt(task)
+            try:
+                result = await self._work(attempt)
+            except asyncio.CancelledError:
+                if _cancelling():  # the job itself, not the tool: the event loop is closing
+                    attempt.stop_reason = attempt.stop_reason or "close"
+                    await self._stopped(attempt)
+                    raise
+                await self._stopped(attempt)
+            except TaskTimedOut as exc:
+                await self._failed(task, exc, timed_out=True)
+            except Exception as exc:
+                await self._failed(task, exc)
+            else:
+                await self._end(task, "completed", result=result)
         except Exception:
             log.exception(
                 "background task %s: its outcome could not be recorded; it is recovered once its lease expires", task.id
@@ -193,19 +248,22 @@ class BackgroundTaskManager:
             self._attempts.pop(task.id, None)
             self._want_claim()
 
-    async def _attempt(self, task: BackgroundTask) -> None:
+    async def _work(self, attempt: Attempt) -> Any:
+        """The tool's execution, under the task's timeout; what a stop cancels."""
+        task = attempt.task
         executor = self._executors[task.executor]
+        attempt.work = asyncio.ensure_future(executor.tool.execute(task.args, self._context(task)))
+        deadline = asyncio.timeout(task.timeout_ms / 1000)
         try:
-            async with asyncio.timeout(task.timeout_ms / 1000):
-                result = await executor.tool.execute(task.args, self._context(task))
+            async with deadline:
+                return await asyncio.shield(attempt.work)
         except TimeoutError:
-            await self._failed(task, TimeoutError(f"timed out after {task.timeout_ms} ms"), timed_out=True)
-        except asyncio.CancelledError:
-            await self._stopped(task)
-        except Exception as exc:
-            await self._failed(task, exc)
-        else:
-            await self._end(task, "completed", result=result)
+            if not deadline.expired():
+                raise
+            attempt.work.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt.work  # the tool has stopped before the task is failed
+            raise TaskTimedOut(f"timed out after {task.timeout_ms} ms") from None
 
     def _context(self, task: BackgroundTask) -> ToolContext:
         async def output(chunk: Chunk) -> None:
@@ -233,7 +291,10 @@ class BackgroundTaskManager:
             delay_ms = task.retry.delay_ms(task.attempt)
             due = utcnow() + timedelta(milliseconds=delay_ms)
             requeued = await self.store.retry_later(task.id, self.owner, task.attempt, due, error)
-            if requeued is not None:
+            if requeued is not None and requeued.status == "cancelled":  # a cancel came meanwhile
+                self._publish(Update("cancelled", requeued))
+                await self._settled(requeued)
+            elif requeued is not None:
                 self._publish(Update("queued", requeued))
                 asyncio.get_running_loop().call_later(delay_ms / 1000 + DUE_SLACK_S, self._wake)
             return
@@ -251,12 +312,13 @@ class BackgroundTaskManager:
             log.exception("retryable_errors raised; the task is not retried")
             return False
 
-    async def _stopped(self, task: BackgroundTask) -> None:
-        attempt = self._attempts.get(task.id)
-        reason = attempt.stop_reason if attempt else "close"
-        if reason == "cancel":
+    async def _stopped(self, attempt: Attempt) -> None:
+        """A stopped attempt: cancelled as asked, back in the queue when this process closes, and nothing when
+        another process took it over (that one reports it)."""
+        task = attempt.task
+        if attempt.stop_reason == "cancel":
             await self._end(task, "cancelled")
-        elif reason == "close":
+        elif attempt.stop_reason in ("close", None):
             with contextlib.suppress(Exception):
                 interrupted = {"message": "interrupted: the process running it closed"}
                 await self.store.retry_later(task.id, self.owner, task.attempt, utcnow(), interrupted)
@@ -298,14 +360,13 @@ class BackgroundTaskManager:
             if task is not None and task.terminal and task.thread_id and executor and executor.memory:
                 await self.record_result(executor.memory, task)
 
-    async def record_result(self, memory: Memory, task: BackgroundTask) -> bool:
-        """Replace the call's "started" result in its thread by the task's outcome; False if not stored yet."""
+    async def record_result(self, memory: Memory, task: BackgroundTask) -> None:
+        """Replace the call's "started" result in its thread by the task's outcome, when the thread holds it."""
         result, is_error = tool_result_of(task)
         try:
-            return await memory.set_tool_result(task.thread_id or "", task.tool_call_id, result, is_error)
+            await memory.set_tool_result(task.thread_id or "", task.tool_call_id, result, is_error)
         except Exception:
             log.exception("task %s: could not write its result to thread %s", task.id, task.thread_id)
-            return False
 
     # --- observation --------------------------------------------------------------------------------------------
 
@@ -363,11 +424,8 @@ class BackgroundTaskManager:
     # --- workers ------------------------------------------------------------------------------------------------
 
     def _publish(self, update: Update) -> None:
-        if update.kind == "cancel-requested":
-            attempt = self._attempts.get(update.task.id)
-            if attempt is not None and attempt.stop_reason is None:
-                attempt.stop_reason = "cancel"
-                attempt.job.cancel()
+        if update.kind == "cancel-requested" and (attempt := self._attempts.get(update.task.id)) is not None:
+            attempt.stop("cancel")
         self._hub.publish(update)
 
     def _wake(self) -> None:
@@ -384,15 +442,17 @@ class BackgroundTaskManager:
             await self._claim_wanted.wait()
             self._claim_wanted.clear()
             try:
-                claimed = await self.store.claim(self.claimant)
+                await self._guarded(self._claim())
             except Exception:
                 log.exception("claiming background tasks failed; trying again on the next change")
-                continue
-            if not claimed:
-                # Nothing claimed may only mean that every slot was taken: then the next task to end, here or in
-                # another process, must claim again, so the flag stays up while anything is queued.
-                self._maybe_pending = await self._anything_queued()
-            self._run_claimed(claimed)
+
+    async def _claim(self) -> None:
+        claimed = await self.store.claim(self.claimant)
+        self._run_claimed(claimed)
+        if not claimed:
+            # Nothing claimed may only mean that every slot was taken: then the next task to end, here or in
+            # another process, must claim again, so the flag stays up while anything is queued.
+            self._maybe_pending = await self._anything_queued()
 
     async def _anything_queued(self) -> bool:
         try:
@@ -406,12 +466,15 @@ class BackgroundTaskManager:
         while True:
             await asyncio.sleep(self.config.poll_interval_ms / 1000)
             try:
-                if not await self.store.changed():
-                    continue
-                events = await self.store.events_after(self._seen_seq)
+                if await self.store.changed():
+                    await self._read_events()
             except Exception:
                 log.exception("reading other processes' task events failed")
-                continue
+
+    async def _read_events(self) -> None:
+        """Every event since the last one seen, page after page: a burst is read whole, not a page per change."""
+        while True:
+            events = await self.store.events_after(self._seen_seq, limit=EVENTS_PAGE)
             for event in events:
                 self._seen_seq = event.seq
                 if event.origin == self.owner:
@@ -420,17 +483,19 @@ class BackgroundTaskManager:
                     self._maybe_pending = self._maybe_pending or event.kind == "queued"
                     self._want_claim()
                 self._publish(Update(event.kind, event.task, event.output))
+            if len(events) < EVENTS_PAGE:
+                return
 
     async def _keeper(self) -> None:
         """Renew this process's leases, and take over the tasks of processes whose leases expired."""
         while True:
             await asyncio.sleep(self.config.lease_ms / 3000)
             try:
-                held = await self.store.renew(self.owner, list(self._attempts), self.config.lease_ms)
-                for task_id, attempt in list(self._attempts.items()):
-                    if task_id not in held and attempt.stop_reason is None:
-                        attempt.stop_reason = "lost"
-                        attempt.job.cancel()
+                working = [task_id for task_id, attempt in self._attempts.items() if attempt.working]
+                held = await self.store.renew(self.owner, working, self.config.lease_ms)
+                for task_id in set(working) - held:
+                    if (attempt := self._attempts.get(task_id)) is not None:
+                        attempt.stop("lost")
                 await self._recover()
             except Exception:
                 log.exception("renewing leases or recovering tasks failed")
@@ -444,7 +509,7 @@ class BackgroundTaskManager:
                 self._want_claim()
             else:
                 self._publish(Update(_announced(task), task))
-                await self._settled(task)
+                self._spawn(self._settled(task))  # the keeper never waits on a user's callback
 
     async def cleanup(self) -> int:
         """Delete the records past their TTL now (the workers do it every `cleanup_interval_ms`); how many went."""
@@ -458,6 +523,11 @@ class BackgroundTaskManager:
                 await self.cleanup()
             except Exception:
                 log.exception("deleting old background task records failed")
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _announced(task: BackgroundTask) -> EventKind:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic_core import to_json
+from pydantic_core import to_json, to_jsonable_python
 
 from ..errors import InvalidValueError, StorageError
 from .schema import open_database
@@ -174,8 +174,12 @@ class SQLiteTaskStore:
             task = self._held(conn, task_id, owner, attempt)
             if task is None:
                 return None
-            update = {"run_after": run_after, "error": error, "owner": None, "lease_until": None}
-            return _change(conn, task, "queued", owner, time.time(), status="pending", **update)
+            now, released = time.time(), {"error": error, "owner": None, "lease_until": None}
+            if task.cancel_requested:  # a cancel asked meanwhile wins over the retry
+                return _change(
+                    conn, task, "cancelled", owner, now, status="cancelled", completed_at=_dt(now), **released
+                )
+            return _change(conn, task, "queued", owner, now, status="pending", run_after=run_after, **released)
 
         return await self._call("retry_later", retry_later, writes=True)
 
@@ -205,7 +209,7 @@ class SQLiteTaskStore:
         return await self._call("recover", recover, writes=True)
 
     async def add_output(self, task_id: str, owner: str, output: Any) -> None:
-        encoded = json.dumps(output)
+        encoded = json.dumps(to_jsonable_python(output, fallback=str))  # as a tool's result is made JSON-ready
 
         def add_output(conn: sqlite3.Connection) -> None:
             row = conn.execute(_HELD, (task_id, owner)).fetchone()

@@ -200,7 +200,8 @@ class TaskStore(Protocol):
     async def retry_later(
         self, task_id: str, owner: str, attempt: int, run_after: datetime, error: dict[str, Any]
     ) -> BackgroundTask | None:
-        """Put a failed attempt back in the queue, due at `run_after` (event `queued`); None as in `finish`."""
+        """Put a failed attempt back in the queue, due at `run_after` (event `queued`); a task whose cancel was
+        asked meanwhile is cancelled instead (event `cancelled`). None as in `finish`."""
         ...
 
     async def request_cancel(self, task_id: str, origin: str) -> BackgroundTask | None:
