@@ -163,3 +163,51 @@ async def test_output_that_is_not_json_is_kept_as_text_in_the_background_too(tmp
         watching = app.tasks.subscribe(lambda t: True)
         await app.tasks.enqueue("a", "report")
         assert (await next_kind(watching, "completed", "failed")).status == "completed"
+
+
+async def test_a_tool_this_process_cannot_run_runs_in_the_foreground(tmp_path: Path) -> None:
+    from lodestar.runtime.models.scripted import ScriptedModel, call, calls
+
+    @tool(background=True)
+    def late() -> str:
+        """Added after the agent joined the app, so no process has it as an executor."""
+        return "ran inline"
+
+    agent = Agent("a", model=ScriptedModel([calls(call("late")), "ok"]))
+    async with Lodestar([agent], storage=SQLiteStorage(tmp_path / "t.db"), background_tasks=True) as app:
+        agent.tools["late"] = late
+        result = await agent.generate("go")
+        assert app.tasks is not None and (await app.tasks.list_tasks()).total == 0
+    assert result.tool_results[0].result == "ran inline"
+
+
+async def test_an_observer_whose_filter_raises_is_closed_and_others_still_hear(tmp_path: Path) -> None:
+    @tool(background=True)
+    def quick() -> str:
+        """Quick."""
+        return "ok"
+
+    def broken(task: BackgroundTask) -> bool:
+        raise ValueError("a bad filter")
+
+    async with app_of(tmp_path / "t.db", quick) as app:
+        assert app.tasks is not None
+        bad, good = app.tasks.subscribe(broken), app.tasks.subscribe(lambda t: True)
+        await app.tasks.enqueue("a", "quick")
+        assert (await next_kind(good, "completed")).result == "ok"
+        with pytest.raises(StopAsyncIteration):
+            await bad.get()
+
+
+async def test_enqueue_takes_the_tools_own_timeout_and_retries(tmp_path: Path) -> None:
+    @tool(background={"enabled": True, "timeout_ms": 1234, "max_retries": 2})
+    def configured() -> str:
+        """Configured."""
+        return "ok"
+
+    async with app_of(tmp_path / "t.db", configured) as app:
+        assert app.tasks is not None
+        task = await app.tasks.enqueue("a", "configured")
+        given = await app.tasks.enqueue("a", "configured", timeout_ms=99)
+    assert (task.timeout_ms, task.retry.max_retries) == (1234, 2)
+    assert given.timeout_ms == 99

@@ -8,8 +8,8 @@ defaults; an agent with `disabled` runs everything inline. The loop gets its too
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -27,12 +27,14 @@ from ..storage.models import utcnow
 from ..storage.tasks import BackgroundTask
 from .idle import UntilIdle
 from .manager import BackgroundTaskManager, tool_result_of
+from .resolution import Resolved, resolve
 
 if TYPE_CHECKING:
     from ..runtime.agent import Agent
     from ..runtime.run import Run
     from ..runtime.stream import Producer
 
+log = logging.getLogger("lodestar.background")
 OVERRIDE = "_background"
 OVERRIDE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -54,14 +56,6 @@ _OVERRIDE_FIELDS = ("enabled", "timeout_ms", "max_retries", "wait_timeout_ms")
 
 class BackgroundRejected(RuntimeError):
     """The limits are reached and backpressure is `reject`: the model reads this as the call's error."""
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    enabled: bool
-    timeout_ms: int
-    max_retries: int
-    wait_timeout_ms: int | None
 
 
 class BackgroundDispatcher:
@@ -87,35 +81,24 @@ class BackgroundDispatcher:
         """A task that ended before its run saved the call's first answer writes its result now (see
         BackgroundTaskManager.settle: whichever comes second of the save and the task's end writes it)."""
         task_ids = self._dispatched.pop(run_id, None)
-        if task_ids:
+        if not task_ids:
+            return
+        try:
             await self.manager.settle(task_ids)
+        except Exception:  # the run has ended and saved: its outcome stands
+            log.exception("run %s: writing its finished background tasks' results to its thread failed", run_id)
 
     def until_idle(self, agent: Agent, run: Run, options: Mapping[str, Any], max_idle_ms: int) -> Producer:
         return UntilIdle(self.manager, agent, run, options, max_idle_ms)
 
     def resolve(self, tool: Tool, override: ToolBackgroundConfig | None) -> Resolved:
-        """The first layer that sets a field wins: the call's override, the agent's entry (by tool name, or for a
-        subagent by its id), the tool, what a subagent with background tools of its own implies, defaults."""
-        sub = tool.delegates_to
-        entry = self.agent.entry(tool.name) or (self.agent.entry(sub.id) if sub is not None else None)
-        layers = [layer for layer in (override, entry, tool.background, _inherited(sub)) if layer is not None]
-
-        def first(field: str, default: Any) -> Any:
-            return next((getattr(lr, field) for lr in layers if field in lr.model_fields_set), default)
-
-        config = self.manager.config
-        wait_default = self.agent.wait_timeout_ms if self.agent.wait_timeout_ms is not None else config.wait_timeout_ms
-        return Resolved(
-            enabled=not self.agent.disabled and bool(first("enabled", False)),
-            timeout_ms=first("timeout_ms", None) or config.default_timeout_ms,
-            max_retries=_first_set(first("max_retries", None), config.default_retries.max_retries),
-            wait_timeout_ms=first("wait_timeout_ms", wait_default),
-        )
+        return resolve(tool, self.agent, self.manager.config, override)
 
     async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome:
         args = dict(call.args)
         plan = self.resolve(tool, _override(args.pop(OVERRIDE, None), tool.name))
-        if not plan.enabled or BACKGROUND_TASK_KEY in context.request_context:  # inside a task: in its foreground
+        inside_a_task = BACKGROUND_TASK_KEY in context.request_context  # a task's own calls run in its foreground
+        if not plan.enabled or inside_a_task or not self.manager.can_run(self.agent_id, tool.name):
             return ToolOutcome(await tool.execute(args, context))
         tool.validate(args)  # arguments that cannot work fail now, where the model can fix them
         task = self._task(call, tool, args, context, plan)
@@ -190,16 +173,6 @@ def _override(value: Any, tool_name: str) -> ToolBackgroundConfig | None:
         raise ToolArgumentsError(f"invalid arguments for tool {tool_name}: {OVERRIDE}: {problems}") from None
 
 
-def _inherited(sub: Agent | None) -> ToolBackgroundConfig | None:
-    """A subagent with background tools of its own is dispatched whole, with its own `wait_timeout_ms`."""
-    if sub is None:
-        return None
-    own = {name: t.background for name, t in sub.tools.items()}
-    if not sub.background_tasks.has_background_tools(own):
-        return None
-    return ToolBackgroundConfig(enabled=True, wait_timeout_ms=sub.background_tasks.wait_timeout_ms)
-
-
 def _task_context(tool: Tool, context: ToolContext) -> dict[str, Any]:
     """What the task needs of the call's context: the request context, and for a subagent the conversation."""
     kept: dict[str, Any] = {"request_context": to_jsonable_python(dict(context.request_context), fallback=str)}
@@ -207,10 +180,6 @@ def _task_context(tool: Tool, context: ToolContext) -> dict[str, Any]:
         kept["messages"] = [m.model_dump(mode="json") for m in context.messages]
         kept["step_number"] = context.step_number
     return kept
-
-
-def _first_set(value: int | None, default: int) -> int:
-    return default if value is None else value
 
 
 def _acknowledgement(task: BackgroundTask, started: bool) -> dict[str, Any]:

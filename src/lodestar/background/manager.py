@@ -42,6 +42,7 @@ from ..storage.tasks import (
 from .chunks import chunk_of, running_chunk
 from .config import BackgroundTasksConfig
 from .pubsub import PubSub, Subscription, Update
+from .resolution import resolve
 
 log = logging.getLogger("lodestar.background")
 T = TypeVar("T")
@@ -157,6 +158,8 @@ class BackgroundTaskManager:
             known = ", ".join(sorted(self._executors)) or "none"
             raise UnknownNameError(f"no tool {tool_name!r} of agent {agent_id!r} here; agent/tool pairs: {known}")
         executor.tool.validate(args or {})
+        plan = resolve(executor.tool, executor.agent, self.config, None)  # the tool's and agent's settings count
+        fields = {"timeout_ms": plan.timeout_ms, "max_retries": plan.max_retries, **fields}
         task = self.new_task(agent_id, tool_name, dict(args or {}), **fields)
         admission = await self.submit(task)
         return next((t for t in admission.claimed if t.id == task.id), task)  # running, if it started at once
@@ -369,6 +372,11 @@ class BackgroundTaskManager:
             log.exception("task %s: could not write its result to thread %s", task.id, task.thread_id)
 
     # --- observation --------------------------------------------------------------------------------------------
+
+    def can_run(self, agent_id: str, tool_name: str) -> bool:
+        """Whether this process has the tool: a tool a processor supplies mid-run has no executor, so its calls
+        run in the foreground rather than wait for a process that can run them."""
+        return executor_key(agent_id, tool_name) in self._executors
 
     def mark_answered(self, task_id: str) -> None:
         """The call's own step read this task's result, so nothing needs to continue for it."""

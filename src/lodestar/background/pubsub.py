@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..storage.tasks import BackgroundTask, EventKind
 
+log = logging.getLogger("lodestar.background")
 QUEUE_LIMIT = 10_000  # an observer this far behind is cut off rather than let memory grow
 
 
@@ -34,7 +36,13 @@ class Subscription:
         self._closed = False
 
     def offer(self, update: Update) -> None:
-        if self._overflowed or not self.wants(update.task):
+        try:
+            wanted = not self._overflowed and self.wants(update.task)
+        except Exception:  # an observer's broken filter ends its subscription, not the publisher
+            log.exception("a background task observer's filter raised; its subscription is closed")
+            self.close()
+            return
+        if not wanted:
             return
         try:
             self._queue.put_nowait(update)
