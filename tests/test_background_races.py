@@ -211,3 +211,22 @@ async def test_enqueue_takes_the_tools_own_timeout_and_retries(tmp_path: Path) -
         given = await app.tasks.enqueue("a", "configured", timeout_ms=99)
     assert (task.timeout_ms, task.retry.max_retries) == (1234, 2)
     assert given.timeout_ms == 99
+
+
+async def test_a_subagent_on_the_clients_model_stays_in_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lodestar.runtime.models.scripted import ScriptedModel, call, calls
+
+    monkeypatch.delenv("LODESTAR_MODEL", raising=False)
+    sub = Agent("helper", description="Helps.")  # no model of its own: the MCP client's, through sampling
+    boss = Agent(
+        "boss",
+        model=ScriptedModel([calls(call("agent-helper", {"prompt": "help"})), "ok"]),
+        agents=[sub],
+        background_tasks={"tools": "all"},
+    )
+    async with Lodestar([boss], storage=SQLiteStorage(tmp_path / "t.db"), background_tasks=True) as app:
+        result = await boss.generate("go")
+        assert app.tasks is not None and (await app.tasks.list_tasks()).total == 0
+    assert "task_id" not in str(result.tool_results[0].result)

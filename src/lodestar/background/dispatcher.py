@@ -97,8 +97,7 @@ class BackgroundDispatcher:
     async def dispatch(self, call: ToolCallPart, tool: Tool, context: ToolContext) -> ToolOutcome:
         args = dict(call.args)
         plan = self.resolve(tool, _override(args.pop(OVERRIDE, None), tool.name))
-        inside_a_task = BACKGROUND_TASK_KEY in context.request_context  # a task's own calls run in its foreground
-        if not plan.enabled or inside_a_task or not self.manager.can_run(self.agent_id, tool.name):
+        if not plan.enabled or not self._can_leave_the_step(tool, context):
             return ToolOutcome(await tool.execute(args, context))
         tool.validate(args)  # arguments that cannot work fail now, where the model can fix them
         task = self._task(call, tool, args, context, plan)
@@ -124,6 +123,13 @@ class BackgroundDispatcher:
         finally:
             if waiting is not None:
                 waiting.close()
+
+    def _can_leave_the_step(self, tool: Tool, context: ToolContext) -> bool:
+        """Not a call made inside a task (it runs in the task's foreground), nor one of a tool no process has, nor
+        a subagent on the client's own model (reachable only during the call that asked)."""
+        if BACKGROUND_TASK_KEY in context.request_context or not self.manager.can_run(self.agent_id, tool.name):
+            return False
+        return tool.delegates_to is None or tool.delegates_to.model_spec() != "sampling"
 
     def _task(
         self, call: ToolCallPart, tool: Tool, args: dict[str, Any], context: ToolContext, plan: Resolved
