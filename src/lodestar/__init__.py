@@ -23,6 +23,7 @@ _LAZY = {
     "Lodestar": "app",
     "ToolContext": "runtime",
     "tool": "runtime",
+    "AppLoadError": "app",
     "ConfigError": "server.http",
     "CorpusError": "docs.errors",
     "CorpusLoading": "docs.errors",
@@ -35,6 +36,7 @@ _LAZY = {
 }
 __all__ = [
     "Agent",
+    "AppLoadError",
     "ConfigError",
     "CorpusError",
     "CorpusLoading",
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .app import Lodestar
+    from .app import AppLoadError, Lodestar
     from .docs.errors import CorpusError, CorpusLoading, DocsError
     from .runtime import (
         Agent,

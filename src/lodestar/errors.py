@@ -2,6 +2,7 @@
 
     LodestarError
     ├── UsageError                  the caller's mistake: fix the call as the message says
+    │   ├── AppLoadError            an --app that cannot be loaded or served                lodestar.app
     │   ├── ConfigError             server settings that cannot be served safely           lodestar.server.http
     │   ├── InvalidValueError       a value that is not valid: an id, a limit, an option (ValueError)
     │   ├── InvalidTypeError        an argument of the wrong kind: a tool, a schema (TypeError)
