@@ -68,8 +68,8 @@ class BackgroundDispatcher:
 
     def spec(self, tool: Tool) -> ToolSpec:
         """Built once per tool: every step of every run hands the same spec to the model."""
-        if self.agent.disabled:
-            return tool.spec
+        if self.agent.disabled or not self.manager.can_run(self.agent_id, tool):
+            return tool.spec  # nothing this process cannot run is offered the override
         spec = self._specs.get(tool)
         if spec is None:
             schema = dict(tool.spec.input_schema)
@@ -127,7 +127,7 @@ class BackgroundDispatcher:
     def _can_leave_the_step(self, tool: Tool, context: ToolContext) -> bool:
         """Not a call made inside a task (it runs in the task's foreground), nor one of a tool no process has, nor
         a subagent on the client's own model (reachable only during the call that asked)."""
-        if BACKGROUND_TASK_KEY in context.request_context or not self.manager.can_run(self.agent_id, tool.name):
+        if BACKGROUND_TASK_KEY in context.request_context or not self.manager.can_run(self.agent_id, tool):
             return False
         return tool.delegates_to is None or tool.delegates_to.model_spec() != "sampling"
 

@@ -373,10 +373,11 @@ class BackgroundTaskManager:
 
     # --- observation --------------------------------------------------------------------------------------------
 
-    def can_run(self, agent_id: str, tool_name: str) -> bool:
-        """Whether this process has the tool: a tool a processor supplies mid-run has no executor, so its calls
-        run in the foreground rather than wait for a process that can run them."""
-        return executor_key(agent_id, tool_name) in self._executors
+    def can_run(self, agent_id: str, tool: Tool) -> bool:
+        """Whether this tool is the one registered for its name: a tool a processor supplies mid-run (even under a
+        registered name) has no executor, so its calls run in the foreground, as the tool the model was shown."""
+        executor = self._executors.get(executor_key(agent_id, tool.name))
+        return executor is not None and executor.tool is tool
 
     def mark_answered(self, task_id: str) -> None:
         """The call's own step read this task's result, so nothing needs to continue for it."""
