@@ -40,6 +40,7 @@ from .tasks import (
 )
 
 T = TypeVar("T")
+STARTED_KEPT = 100_000
 CLAIM_SCAN = 500  # pending rows one claim looks at: older ones of agents at their limit are skipped
 MAX_ARMS = 200  # executors per claim query (SQLite allows 500 arms in a compound SELECT)
 MAX_BATCH = 1000  # calls in one transaction
@@ -284,6 +285,8 @@ class SQLiteTaskStore:
         await stopped
 
     def _keep(self, started: list[BackgroundTask]) -> list[BackgroundTask]:
+        if len(self._started) > STARTED_KEPT:  # attempts that never ended here: forgetting costs a row read each
+            self._started.clear()
         self._started.update((task.id, task) for task in started)
         return started
 
