@@ -21,6 +21,7 @@ from lodestar.docs.service import DocsService
 from lodestar.runtime.options import RunOptions
 from lodestar.server.app import build_server
 from lodestar.settings import Settings
+from lodestar.storage import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -56,6 +57,16 @@ NESTED = {  # tool -> (result field holding a list, fields of each item)
 }
 AGENT_TOOLS = ["list_agents", "list_background_tasks", "get_background_task", "cancel_background_task",
                "watch_background_tasks"]  # fmt: skip
+TASK_FILTERS = {"status", "agent_id", "run_id", "thread_id", "resource_id", "tool_name"}
+TASK_FIELDS = {"id", "status", "tool_name", "tool_call_id", "agent_id", "run_id", "thread_id", "resource_id", "args",
+               "result", "error", "retry_count", "max_retries", "timeout_ms", "created_at", "started_at",
+               "completed_at"}  # fmt: skip
+TASK_TOOLS: dict[str, tuple[set[str], set[str]]] = {  # tool -> (arguments, result fields), with an app's tasks
+    "list_background_tasks": (TASK_FILTERS | {"limit", "offset"}, {"tasks", "total"}),
+    "get_background_task": ({"task_id"}, TASK_FIELDS),
+    "cancel_background_task": ({"task_id"}, {"task_id", "status"}),
+    "watch_background_tasks": (TASK_FILTERS | {"timeout_s"}, {"events", "idle"}),
+}
 SERVE_FLAGS = ["--corpus", "--app", "--model", "--http", "--host", "--port", "--auth-token", "--no-builtin-agents"]
 COMMANDS = ["search", "read", "corpora", "index"]
 COMMANDS_NOT_YET = ["agents", "ask", "tasks"]
@@ -123,6 +134,19 @@ async def test_the_docs_resource_template(client: Client) -> None:
 async def test_agent_and_task_tools(client: Client) -> None:
     names = {tool.name for tool in (await client.list_tools()).tools}
     assert set(AGENT_TOOLS) <= names
+
+
+async def test_task_tools_arguments_and_result_fields(tmp_path: Path) -> None:
+    docs = DocsService([str(write_corpus(tmp_path / "docs"))], tmp_path / "cache")
+    app = Lodestar(storage=SQLiteStorage(tmp_path / "tasks.db"), background_tasks=True)
+    async with app, Client(build_server(Settings(cache_dir=tmp_path / "cache"), docs, app.tasks)) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    for name, (arguments, fields) in TASK_TOOLS.items():
+        assert arguments <= set(tools[name].input_schema.get("properties", {})), name
+        assert tools[name].output_schema is not None, name
+        assert fields <= set(tools[name].output_schema["properties"]), name
+    task = tools["list_background_tasks"].output_schema["$defs"]["TaskInfo"]  # type: ignore[index]
+    assert set(task["properties"]) >= TASK_FIELDS
 
 
 def _help(*args: str) -> str:

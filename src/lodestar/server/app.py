@@ -16,6 +16,7 @@ from lodestar import __version__
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
+    from lodestar.background.manager import BackgroundTaskManager
     from lodestar.docs.service import DocsService
     from lodestar.settings import Settings
 
@@ -26,7 +27,8 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(settings: Settings, docs: DocsService) -> MCPServer:
+def build_server(settings: Settings, docs: DocsService, tasks: BackgroundTaskManager | None = None) -> MCPServer:
+    """The docs tools and resources; the background task tools too when an app's task manager is given."""
     from lodestar.server.docs_tools import register_docs_tools
     from lodestar.server.plain import PlainServer
     from lodestar.server.resources import register_resources
@@ -56,6 +58,10 @@ def build_server(settings: Settings, docs: DocsService) -> MCPServer:
     )
     register_docs_tools(server, docs)
     register_resources(server, docs)
+    if tasks is not None:
+        from lodestar.server.task_tools import register_task_tools
+
+        register_task_tools(server, tasks)
     return server
 
 

@@ -1,0 +1,242 @@
+"""The background task tools: list, read, cancel and watch an app's tasks over MCP, in any process on its database."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from lodestar.background.chunks import chunk_of, running_chunk
+from lodestar.background.manager import BackgroundTaskManager
+from lodestar.errors import UnknownNameError
+from lodestar.runtime.chunks import Chunk
+from lodestar.storage.tasks import STATUSES, BackgroundTask, TaskFilter
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+WATCH_EVENTS_KEPT = 500  # a long watch still reports every event as progress; its result keeps the last ones
+WATCH_TIMEOUT_MAX_S = 600.0
+ACTIVE = ("pending", "running")
+
+Status = Annotated[str | None, Field(description=f"Only tasks in this status: one of {', '.join(STATUSES)}")]
+AgentId = Annotated[str | None, Field(description="Only tasks dispatched by this agent")]
+RunId = Annotated[str | None, Field(description="Only tasks of this agent run")]
+ThreadId = Annotated[str | None, Field(description="Only tasks of this memory thread")]
+ResourceId = Annotated[str | None, Field(description="Only tasks of this resource (user)")]
+ToolName = Annotated[str | None, Field(description="Only tasks running this tool")]
+TaskId = Annotated[str, Field(description="A task id, as list_background_tasks shows it")]
+
+
+class TaskInfo(BaseModel):
+    id: str
+    status: str
+    tool_name: str
+    tool_call_id: str
+    agent_id: str
+    run_id: str
+    thread_id: str | None
+    resource_id: str | None
+    args: dict[str, Any]
+    result: Any
+    error: dict[str, Any] | None
+    retry_count: int
+    max_retries: int
+    timeout_ms: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, task: BackgroundTask) -> TaskInfo:
+        fields = task.model_dump(include=set(cls.model_fields) - {"retry_count", "max_retries"})
+        return cls(**fields, retry_count=task.retry_count, max_retries=task.retry.max_retries)
+
+    def line(self) -> str:
+        ended = f"; error: {self.error.get('message', '')}" if self.error else ""
+        return f"{self.id} {self.status} {self.tool_name} (agent {self.agent_id}, run {self.run_id}){ended}"
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskInfo]
+    total: int
+
+
+class CancelResult(BaseModel):
+    task_id: str
+    status: str
+
+
+class WatchResult(BaseModel):
+    events: list[dict[str, Any]] = Field(description=f"The chunks seen, the last {WATCH_EVENTS_KEPT} at most")
+    idle: bool = Field(description="Every matching task had ended; false when the timeout passed first")
+    dropped: int = Field(0, description=f"Earlier events left out of `events` (beyond the last {WATCH_EVENTS_KEPT})")
+
+
+def _answer(result: BaseModel, text: str) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
+    )
+
+
+def _filters(**given: str | None) -> dict[str, str]:
+    """The filters given, checked: a status that is not one fails the call with a message listing the statuses
+    (a LodestarError, which the server sends as the tool error's text)."""
+    filters = {name: value for name, value in given.items() if value is not None}
+    TaskFilter(**filters)
+    return filters
+
+
+async def _task(manager: BackgroundTaskManager, task_id: str) -> BackgroundTask:
+    task = await manager.get_task(task_id)
+    if task is None:
+        raise UnknownNameError(f"no background task {task_id!r}; list_background_tasks lists them")
+    return task
+
+
+async def list_page(manager: BackgroundTaskManager, filters: dict[str, str], limit: int, offset: int) -> TaskList:
+    """Tasks `offset` to `offset + limit`, newest first, from the manager's pages of `limit`: the two that hold
+    them when `offset` is not a multiple of `limit`."""
+    first = offset // limit
+    page = await manager.list_tasks(page=first, per_page=limit, **filters)
+    tasks = page.tasks
+    skip = offset - first * limit
+    if skip and len(tasks) == limit:
+        tasks = tasks + (await manager.list_tasks(page=first + 1, per_page=limit, **filters)).tasks
+    return TaskList(tasks=[TaskInfo.of(task) for task in tasks[skip : skip + limit]], total=page.total)
+
+
+async def _active(manager: BackgroundTaskManager, filters: dict[str, str]) -> int:
+    """How many matching tasks are pending or running."""
+    wanted = [status for status in ACTIVE if filters.get("status") in (None, status)]
+    pages = [await manager.list_tasks(page=0, per_page=1, **{**filters, "status": status}) for status in wanted]
+    return sum(page.total for page in pages)
+
+
+def _describe(chunk: Chunk) -> str:
+    """A short human line for a progress notification: `background-task-completed research`."""
+    return f"{chunk.type} {getattr(getattr(chunk, 'payload', None), 'tool_name', '')}".strip()
+
+
+async def watch(manager: BackgroundTaskManager, filters: dict[str, str], timeout_s: float, ctx: Context) -> WatchResult:
+    """The chunks of matching tasks, each also sent as progress, until none is pending or running (idle) or the
+    timeout passes. The subscription opens before the first look at the tasks, so an end in between is seen.
+    It takes every status: a watched pending task leaves the filter by starting, and the count is read again."""
+    events: deque[dict[str, Any]] = deque(maxlen=WATCH_EVENTS_KEPT)
+    seen = 0
+    where = TaskFilter(**filters)
+
+    async def emit(chunk: Chunk) -> None:
+        nonlocal seen
+        seen += 1
+        events.append(chunk.model_dump(mode="json"))
+        await ctx.report_progress(seen, None, _describe(chunk))
+
+    await manager.start()
+    subscription = manager.subscribe(TaskFilter(**{**filters, "status": None}).matches)
+    idle = False
+    try:
+        with anyio.move_on_after(timeout_s):
+            if where.status in (None, "running"):
+                running = await manager.list_tasks(
+                    page=0, per_page=WATCH_EVENTS_KEPT, **{**filters, "status": "running"}
+                )
+                for task in reversed(running.tasks):
+                    await emit(running_chunk(task))
+            idle = await _active(manager, filters) == 0
+            while not idle:
+                update = await subscription.get()
+                chunk = chunk_of(update) if where.matches(update.task) or update.task.terminal else None
+                if chunk is not None:
+                    await emit(chunk)
+                if update.kind != "output":
+                    idle = await _active(manager, filters) == 0
+    finally:
+        subscription.close()
+    return WatchResult(events=list(events), idle=idle, dropped=seen - len(events))
+
+
+def _watch_text(result: WatchResult, timeout_s: float) -> str:
+    ended = "every matching task has ended" if result.idle else f"tasks still pending or running after {timeout_s:g} s"
+    kept = f" (the last {len(result.events)} are in events)" if result.dropped else ""
+    lines = [f"{len(result.events) + result.dropped} events{kept}; {ended}"]
+    lines += [f"{event['type']} {json.dumps(event.get('payload', {}), default=str)[:200]}" for event in result.events]
+    return "\n".join(lines)
+
+
+def register_task_tools(server: MCPServer, manager: BackgroundTaskManager) -> None:
+    @server.tool(annotations=READ_ONLY)
+    async def list_background_tasks(
+        status: Status = None,
+        agent_id: AgentId = None,
+        run_id: RunId = None,
+        thread_id: ThreadId = None,
+        resource_id: ResourceId = None,
+        tool_name: ToolName = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="Number of tasks")] = 20,
+        offset: Annotated[int, Field(ge=0, description="Skip this many tasks, to page results")] = 0,
+    ) -> Annotated[CallToolResult, TaskList]:
+        """List background tasks, newest first, with their status, arguments and results; total counts every
+        match. Read one with get_background_task(task_id)."""
+        filters = _filters(
+            status=status,
+            agent_id=agent_id,
+            run_id=run_id,
+            thread_id=thread_id,
+            resource_id=resource_id,
+            tool_name=tool_name,
+        )
+        result = await list_page(manager, filters, limit, offset)
+        shown = f"tasks {offset + 1}-{offset + len(result.tasks)} of {result.total}" if result.tasks else "no tasks"
+        return _answer(result, "\n".join([shown, *(task.line() for task in result.tasks)]))
+
+    @server.tool(annotations=READ_ONLY)
+    async def get_background_task(task_id: TaskId) -> Annotated[CallToolResult, TaskInfo]:
+        """Read one background task: its status, arguments, result or error, retries and times."""
+        info = TaskInfo.of(await _task(manager, task_id))
+        return _answer(info, f"{info.line()}\nresult: {json.dumps(info.result, default=str)}")
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=True, open_world_hint=False))
+    async def cancel_background_task(task_id: TaskId) -> Annotated[CallToolResult, CancelResult]:
+        """Cancel a pending or running background task. A running one stops shortly after: its status is running
+        until then (get_background_task or watch_background_tasks shows the end)."""
+        before = await _task(manager, task_id)
+        task = await manager.cancel(task_id) or before
+        if before.terminal:
+            text = f"task {task_id} had already ended: {task.status}"
+        elif task.status == "running":
+            text = f"task {task_id} is being cancelled: it stops shortly"
+        else:
+            text = f"task {task_id} {task.status}"
+        return _answer(CancelResult(task_id=task_id, status=task.status), text)
+
+    @server.tool(annotations=READ_ONLY)
+    async def watch_background_tasks(
+        ctx: Context,
+        status: Status = None,
+        agent_id: AgentId = None,
+        run_id: RunId = None,
+        thread_id: ThreadId = None,
+        resource_id: ResourceId = None,
+        tool_name: ToolName = None,
+        timeout_s: Annotated[
+            float, Field(gt=0, le=WATCH_TIMEOUT_MAX_S, description="Return after this many seconds at most")
+        ] = 60,
+    ) -> Annotated[CallToolResult, WatchResult]:
+        """Wait for matching background tasks to end, sending each of their events (running, output, completed,
+        failed, cancelled) as a progress notification. Returns when none is pending or running (idle) or when
+        timeout_s passes; the result holds the events, the last 500 at most."""
+        filters = _filters(
+            status=status,
+            agent_id=agent_id,
+            run_id=run_id,
+            thread_id=thread_id,
+            resource_id=resource_id,
+            tool_name=tool_name,
+        )
+        result = await watch(manager, filters, timeout_s, ctx)
+        return _answer(result, _watch_text(result, timeout_s))
