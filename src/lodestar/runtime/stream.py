@@ -59,8 +59,9 @@ class AgentStream:
     """An async iterator of chunks written by producers: one run, then any turns chained after it with `then()`.
 
     The first producer starts on first iteration; the stream ends when the last chained turn ends, and stops
-    them when it is closed. As in Mastra's `streamUntilIdle`, every turn brings its own `start` ... `finish`
-    chunks, and the aggregates (`await stream.result()`, `stream.text`, ...) are the first turn's.
+    them when it is closed. Every turn brings its own `start` ... `finish` chunks. The aggregates (`await
+    stream.result()`, `stream.text`, ...) are what the first producer returns: its run's result, or for
+    `stream_until_idle` one result covering every turn.
     """
 
     def __init__(self, producer: Producer, *, run_id: str, buffer: int = 256) -> None:
