@@ -147,7 +147,9 @@ class Agent:
 
     def run_of(self, messages: MessageInput, given: Mapping[str, Any], *, context: Sequence[Message] = ()) -> Run:
         """The run a call makes, not started; `context` is seen by the model before the input and not saved."""
-        options = RunOptions.merge(self.default_options, given)
+        return self._run_with(messages, RunOptions.merge(self.default_options, given), context)
+
+    def _run_with(self, messages: MessageInput, options: RunOptions, context: Sequence[Message] = ()) -> Run:
         return Run(self.plan(options), messages, run_id=options.run_id, context=context)
 
     async def generate(self, messages: MessageInput, **options: Any) -> RunResult:
@@ -173,9 +175,9 @@ class Agent:
         """Like stream(), and then, in an app with background tasks, the stream stays open while the tasks its
         turns dispatched run: each time some end, the agent runs again to read their results, until none is left
         or `max_idle_ms` (default 5 minutes) passes between turns. Without background tasks it is stream()."""
-        run = self.run_of(messages, options)
-        max_idle_ms = RunOptions.merge(self.default_options, options).max_idle_ms
-        producer = self.tool_dispatcher.until_idle(self, run, options, max_idle_ms)
+        merged = RunOptions.merge(self.default_options, options)
+        run = self._run_with(messages, merged)
+        producer = self.tool_dispatcher.until_idle(self, run, options, merged.max_idle_ms)
         return AgentStream(producer, run_id=run.run_id)
 
 
