@@ -523,21 +523,3 @@ def test_two_corpus_names_or_an_unknown_one_are_errors(cache_dir: Path, two_corp
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert "no corpus named 'nope' is loaded (loaded: lodestar, a)" in unknown.stderr
     assert "pass --corpus nope=SOURCE" in unknown.stderr
-
-
-@pytest.mark.parametrize(
-    ("args", "env", "named"),
-    [
-        (["--app", "pkg.mod:app"], {}, "--app"),
-        (["search", "x", "--app", "pkg.mod:app"], {}, "--app"),
-        (["--model", "openai/gpt-5-mini"], {}, "--model"),
-        (["serve", "--no-builtin-agents"], {}, "--no-builtin-agents"),
-        ([], {"LODESTAR_APPS": "pkg.mod:app"}, "LODESTAR_APPS"),
-    ],
-)
-def test_flags_that_do_nothing_yet_are_refused(
-    cache_dir: Path, args: list[str], env: dict[str, str], named: str
-) -> None:
-    proc = run(cache_dir, *args, **env)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith(f"lodestar-mcp: {named} is not available yet: serving agents over MCP")

@@ -19,6 +19,7 @@ from mcp import Client
 from lodestar import Agent, Lodestar
 from lodestar.docs.service import DocsService
 from lodestar.runtime.options import RunOptions
+from lodestar.server.agent_host import AgentHost
 from lodestar.server.app import build_server
 from lodestar.settings import Settings
 from lodestar.storage import SQLiteStorage
@@ -139,7 +140,14 @@ async def test_agent_and_task_tools(client: Client) -> None:
 async def test_task_tools_arguments_and_result_fields(tmp_path: Path) -> None:
     docs = DocsService([str(write_corpus(tmp_path / "docs"))], tmp_path / "cache")
     app = Lodestar(storage=SQLiteStorage(tmp_path / "tasks.db"), background_tasks=True)
-    async with app, Client(build_server(Settings(cache_dir=tmp_path / "cache"), docs, app.tasks)) as client:
+    async with (
+        app,
+        Client(
+            build_server(
+                Settings(cache_dir=tmp_path / "cache"), docs, AgentHost(docs, [("test", app)], builtin_agent=False)
+            )
+        ) as client,
+    ):
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     for name, (arguments, fields) in TASK_TOOLS.items():
         assert arguments <= set(tools[name].input_schema.get("properties", {})), name

@@ -16,6 +16,7 @@ from test_background import Gate, app_with, research_tool
 from lodestar import Agent, Lodestar, tool
 from lodestar.docs.service import DocsService
 from lodestar.runtime.models.scripted import ScriptedModel
+from lodestar.server.agent_host import AgentHost
 from lodestar.server.app import build_server
 from lodestar.settings import Settings
 
@@ -45,7 +46,11 @@ async def app(tmp_path: Path, gate: Gate) -> AsyncIterator[Lodestar]:
 async def client(tmp_path: Path, app: Lodestar) -> AsyncIterator[Client]:
     docs = DocsService([str(write_corpus(tmp_path / "docs"))], tmp_path / "cache")
     docs.load()
-    async with Client(build_server(Settings(cache_dir=tmp_path / "cache"), docs, app.tasks)) as connected:
+    async with Client(
+        build_server(
+            Settings(cache_dir=tmp_path / "cache"), docs, AgentHost(docs, [("test", app)], builtin_agent=False)
+        )
+    ) as connected:
         yield connected
 
 

@@ -124,7 +124,11 @@ def _common(default: object, corpus_help: str) -> argparse.ArgumentParser:
         help="leave out Lodestar's own documentation, the 'lodestar' corpus (env LODESTAR_NO_BUNDLED)",
     )
     common.add_argument(
-        "--app", action="append", dest="apps", metavar="MODULE:ATTR", help="serve an app's agents (not available yet)"
+        "--app",
+        action="append",
+        dest="apps",
+        metavar="MODULE:ATTR",
+        help="serve the agents of a Lodestar app, e.g. mypkg.agents:app (repeatable; env LODESTAR_APPS)",
     )
     common.add_argument(
         "--cache-dir", help="index cache folder (default: the user cache directory; env LODESTAR_CACHE_DIR)"
@@ -173,9 +177,22 @@ def _parser() -> tuple[argparse.ArgumentParser, frozenset[str]]:
         epilog=SERVE_EXAMPLES,
         **layout,
     )
-    serve.add_argument("--model", help="model id for served agents (not available yet)")
-    serve.add_argument(
-        "--no-builtin-agents", action="store_true", help="do not serve the built-in agents (not available yet)"
+    agents = serve.add_argument_group("agents")
+    agents.add_argument(
+        "--model",
+        help="model for agents without their own, e.g. openai/gpt-5-mini (default: the client's, through sampling; "
+        "env LODESTAR_MODEL)",
+    )
+    agents.add_argument(
+        "--no-builtin-agents",
+        action="store_true",
+        help="leave out the built-in docs agent, ask_docs (env LODESTAR_NO_BUILTIN_AGENTS)",
+    )
+    agents.add_argument(
+        "--result-max-tokens",
+        type=int,
+        metavar="N",
+        help="size budget of an ask tool's result; long tool results are cut to fit (default 20000)",
     )
     http = serve.add_argument_group("HTTP")
     http.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio (env LODESTAR_HTTP)")
@@ -352,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     # Our level applies to our loggers; libraries (markdown-it logs every rule at DEBUG) stay at WARNING.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lodestar").setLevel(settings.log_level)
-    _check_not_yet(args_list, settings)
+    if settings.model:  # subagents without a model of their own take it too
+        os.environ["LODESTAR_MODEL"] = settings.model
     try:
         if args.command == "serve":
             _check_http_flags(args_list, settings)
@@ -380,22 +398,6 @@ def _check_http_flags(argv: list[str], settings: Settings) -> None:
         _usage_error(
             f"{names} only {verb} when serving over HTTP: add --http (or set LODESTAR_HTTP=1), "
             f"or leave {'it' if len(given) == 1 else 'them'} out to serve over stdio"
-        )
-
-
-NOT_YET = ("--app", "--model", "--no-builtin-agents")
-
-
-def _check_not_yet(argv: list[str], settings: Settings) -> None:
-    """Flags for serving agents over MCP, which is not built yet: taking them in silence would leave a user
-    waiting for agents that never appear."""
-    given = _flags_given(argv, NOT_YET)
-    if settings.apps and "--app" not in given:
-        given.insert(0, "LODESTAR_APPS")
-    if given:
-        _usage_error(
-            f"{given[0]} is not available yet: serving agents over MCP is still being built, so it would do "
-            "nothing; leave it out (the agent runtime works from Python today: from lodestar import Agent)"
         )
 
 

@@ -37,6 +37,9 @@ class Settings(BaseModel):
     body_timeout: float = Field(30.0, gt=0, allow_inf_nan=False, description="time to send a request's body")
     max_connections: int | None = Field(None, ge=1, description="None: min(1000, half the open-file limit)")
     no_builtin_agents: bool = False
+    result_max_tokens: int = Field(
+        20_000, ge=1_000, le=1_000_000, description="an ask tool's result budget; long tool results are cut to fit"
+    )
     no_bundled: bool = Field(False, description="leave out Lodestar's own documentation corpus")
     cache_dir: Path = Field(default_factory=default_cache_dir)
     log_level: str = "INFO"
@@ -63,6 +66,7 @@ _SCALARS = {
     "body_timeout": "LODESTAR_BODY_TIMEOUT",
     "max_connections": "LODESTAR_MAX_CONNECTIONS",
     "no_builtin_agents": "LODESTAR_NO_BUILTIN_AGENTS",
+    "result_max_tokens": "LODESTAR_RESULT_MAX_TOKENS",
     "no_bundled": "LODESTAR_NO_BUNDLED",
     "cache_dir": "LODESTAR_CACHE_DIR",
     "log_level": "LODESTAR_LOG_LEVEL",

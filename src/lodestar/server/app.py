@@ -16,8 +16,8 @@ from lodestar import __version__
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from lodestar.background.manager import BackgroundTaskManager
     from lodestar.docs.service import DocsService
+    from lodestar.server.agent_host import AgentHost
     from lodestar.settings import Settings
 
 INSTRUCTIONS = (
@@ -25,11 +25,16 @@ INSTRUCTIONS = (
     "then read_doc with a hit's path (and its anchor as heading) to read the section. "
     "list_corpora shows which documentation sets are loaded."
 )
+AGENT_INSTRUCTIONS = (
+    " Agents run as ask_<agent_id> tools (list_agents describes them), reporting each step as progress; "
+    "background tasks they start are followed with list_background_tasks and watch_background_tasks."
+)
 
 
-def build_server(settings: Settings, docs: DocsService, tasks: BackgroundTaskManager | None = None) -> MCPServer:
-    """The docs tools and resources; the background task tools too when an app's task manager is given."""
+def build_server(settings: Settings, docs: DocsService, host: AgentHost | None = None) -> MCPServer:
+    """The docs tools and resources; with a host, its agents as tools, and the task tools when it runs tasks."""
     from lodestar.server.docs_tools import register_docs_tools
+    from lodestar.server.log_levels import register_log_levels
     from lodestar.server.plain import PlainServer
     from lodestar.server.resources import register_resources
 
@@ -41,14 +46,18 @@ def build_server(settings: Settings, docs: DocsService, tasks: BackgroundTaskMan
         if not docs.started:
             docs.load_in_background(then=gc.freeze)
         try:
+            if host is not None and host.apps:
+                await host.open()  # an app's task workers start, and recover what a killed process left
             yield docs
         finally:
+            if host is not None:
+                await host.aclose()
             docs.close()
 
     server = PlainServer(
         "lodestar",
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=INSTRUCTIONS + (AGENT_INSTRUCTIONS if host is not None and host.infos else ""),
         website_url="https://github.com/lodestar-mcp/lodestar",
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]
@@ -58,10 +67,15 @@ def build_server(settings: Settings, docs: DocsService, tasks: BackgroundTaskMan
     )
     register_docs_tools(server, docs)
     register_resources(server, docs)
-    if tasks is not None:
+    register_log_levels(server)
+    if host is not None and host.infos:
+        from lodestar.server.agent_tools import register_agent_tools
+
+        register_agent_tools(server, host, settings.model, settings.result_max_tokens)
+    if host is not None and host.has_tasks:
         from lodestar.server.task_tools import register_task_tools
 
-        register_task_tools(server, tasks)
+        register_task_tools(server, host.managers)
     return server
 
 
@@ -83,9 +97,10 @@ def run(settings: Settings) -> None:
         import anyio
 
         from lodestar.docs.service import DocsService
+        from lodestar.server.agent_host import host_for
 
         docs = DocsService(settings.corpora, settings.cache_dir, bundled=not settings.no_bundled)
-        server = build_server(settings, docs)
+        server = build_server(settings, docs, host_for(settings, docs))
     if settings.http:
         from lodestar.server.http import serve_http
 

@@ -11,6 +11,7 @@ from mcp.types import CreateMessageRequest, CreateMessageResult, CreateMessageRe
 from mcp_types.version import is_version_at_least
 
 from ..runtime.models.sampling import Sampler
+from .progress import ChunkProgress
 from .sampling_rounds import run_in_rounds
 from .sampling_wire import ClientSampler, SamplingResult
 
@@ -20,24 +21,26 @@ ROUNDS_VERSION = "2026-07-28"
 
 
 async def run_with_sampling(
-    ctx: Context[Any, Any], work: Callable[[Sampler | None], Coroutine[Any, Any, T]]
+    ctx: Context[Any, Any],
+    work: Callable[[Sampler | None], Coroutine[Any, Any, T]],
+    progress: ChunkProgress | None = None,
 ) -> T | InputRequiredResult:
     """Runs `work` with a sampler for the client's model, or `None` when the client offers no sampling.
 
     On 2025-11-25 the sampler asks the client mid-call. On 2026-07-28 the tool call returns
     `InputRequiredResult` for each model turn and the client's SDK calls again with the answer, so the
-    tool must declare `-> ... | InputRequiredResult`.
+    tool must declare `-> ... | InputRequiredResult`; `progress` then reports to the round in progress.
     """
     caps = ctx.client_capabilities
     sampling = caps.sampling if caps is not None else None
-    if sampling is None:
+    version = ctx.protocol_version
+    if sampling is not None and version is not None and is_version_at_least(version, ROUNDS_VERSION):
+        return await run_in_rounds(ctx, work, with_tools=sampling.tools is not None, progress=progress)
+    if progress is not None:
+        await progress.attach(ctx)
+    if sampling is None or not ctx.session.can_send_request:
         return await work(None)
-    with_tools = sampling.tools is not None
-    if ctx.protocol_version is not None and is_version_at_least(ctx.protocol_version, ROUNDS_VERSION):
-        return await run_in_rounds(ctx, work, with_tools=with_tools)
-    if not ctx.session.can_send_request:
-        return await work(None)
-    return await work(BackChannelSampler(ctx, with_tools=with_tools))
+    return await work(BackChannelSampler(ctx, with_tools=sampling.tools is not None))
 
 
 class BackChannelSampler(ClientSampler):

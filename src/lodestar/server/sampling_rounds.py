@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from ..runtime.models.base import ModelError
 from ..runtime.models.sampling import Sampler
+from .progress import ChunkProgress
 from .sampling_wire import ClientSampler, SamplingResult
 
 T = TypeVar("T")
@@ -66,6 +67,7 @@ class RoundSampler(ClientSampler):
 class _Parked:
     task: asyncio.Task[Any]
     sampler: RoundSampler
+    progress: ChunkProgress | None
     asked: dict[str, _Question] = field(default_factory=dict)
     in_round: bool = False  # a client that replays a round's state must not drive the run twice
 
@@ -90,11 +92,16 @@ _parked: dict[str, _Parked] = {}
 
 
 async def run_in_rounds(
-    ctx: Context[Any, Any], work: Callable[[Sampler], Coroutine[Any, Any, T]], *, with_tools: bool
+    ctx: Context[Any, Any],
+    work: Callable[[Sampler], Coroutine[Any, Any, T]],
+    *,
+    with_tools: bool,
+    progress: ChunkProgress | None = None,
 ) -> T | InputRequiredResult:
-    """One round of a parked run: starts it on the first round, hands it the client's answers on later ones."""
+    """One round of a parked run: starts it on the first round, hands it the client's answers on later ones.
+    The run's `progress` goes to the request of the round in progress, and waits between rounds."""
     if ctx.request_state is None:
-        run_key, parked = _park(work, with_tools)
+        run_key, parked = _park(work, with_tools, progress)
     else:
         run_key = _run_key(ctx.request_state)
         found = _parked.get(run_key)
@@ -109,6 +116,8 @@ async def run_in_rounds(
         parked.take_answers(ctx.input_responses or {})
     parked.in_round = True
     try:
+        if parked.progress is not None:
+            await parked.progress.attach(ctx)
         outcome = await _next_round(run_key, parked)
     except BaseException:  # the client cancelled or went away, or the run failed: either way it is over
         parked.task.cancel()
@@ -116,15 +125,19 @@ async def run_in_rounds(
         raise
     finally:
         parked.in_round = False
+        if parked.progress is not None:
+            parked.progress.detach()
     if parked.task.done():
         _parked.pop(run_key, None)
     return outcome
 
 
-def _park(work: Callable[[Sampler], Coroutine[Any, Any, T]], with_tools: bool) -> tuple[str, _Parked]:
+def _park(
+    work: Callable[[Sampler], Coroutine[Any, Any, T]], with_tools: bool, progress: ChunkProgress | None
+) -> tuple[str, _Parked]:
     sampler = RoundSampler(with_tools=with_tools)
     run_key = secrets.token_urlsafe(16)
-    parked = _Parked(asyncio.create_task(work(sampler)), sampler)
+    parked = _Parked(asyncio.create_task(work(sampler)), sampler, progress)
     _parked[run_key] = parked
     parked.task.add_done_callback(lambda task: _keep_outcome(run_key, task))
     return run_key, parked

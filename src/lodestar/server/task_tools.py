@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from lodestar.background.chunks import chunk_of, running_chunk
-from lodestar.background.manager import BackgroundTaskManager
 from lodestar.errors import UnknownNameError
-from lodestar.runtime.chunks import Chunk
-from lodestar.storage.tasks import STATUSES, BackgroundTask, TaskFilter
+
+if TYPE_CHECKING:  # the runtime and the task store load on the first call: a docs-only start-up stays as fast
+    from lodestar.background.manager import BackgroundTaskManager
+    from lodestar.runtime.chunks import Chunk
+    from lodestar.storage.tasks import BackgroundTask
+
+Managers = Callable[[], Awaitable[list["BackgroundTaskManager"]]]
+"""The task managers to serve, one per database, opened on first use."""
+STATUSES = ("pending", "running", "completed", "failed", "timed_out", "cancelled")
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 WATCH_EVENTS_KEPT = 500  # a long watch still reports every event as progress; its result keeps the last ones
@@ -86,16 +92,19 @@ def _answer(result: BaseModel, text: str) -> CallToolResult:
 def _filters(**given: str | None) -> dict[str, str]:
     """The filters given, checked: a status that is not one fails the call with a message listing the statuses
     (a LodestarError, which the server sends as the tool error's text)."""
+    from lodestar.storage.tasks import TaskFilter
+
     filters = {name: value for name, value in given.items() if value is not None}
     TaskFilter(**filters)
     return filters
 
 
-async def _task(manager: BackgroundTaskManager, task_id: str) -> BackgroundTask:
-    task = await manager.get_task(task_id)
-    if task is None:
-        raise UnknownNameError(f"no background task {task_id!r}; list_background_tasks lists them")
-    return task
+async def _find(managers: list[BackgroundTaskManager], task_id: str) -> tuple[BackgroundTaskManager, BackgroundTask]:
+    for manager in managers:
+        task = await manager.get_task(task_id)
+        if task is not None:
+            return manager, task
+    raise UnknownNameError(f"no background task {task_id!r}; list_background_tasks lists them")
 
 
 async def list_page(manager: BackgroundTaskManager, filters: dict[str, str], limit: int, offset: int) -> TaskList:
@@ -110,6 +119,15 @@ async def list_page(manager: BackgroundTaskManager, filters: dict[str, str], lim
     return TaskList(tasks=[TaskInfo.of(task) for task in tasks[skip : skip + limit]], total=page.total)
 
 
+async def list_all(managers: list[BackgroundTaskManager], filters: dict[str, str], limit: int, offset: int) -> TaskList:
+    """One page over every database, newest first: each gives its first `offset + limit`, and they are merged."""
+    if len(managers) == 1:
+        return await list_page(managers[0], filters, limit, offset)
+    pages = [await list_page(manager, filters, offset + limit, 0) for manager in managers]
+    tasks = sorted((task for page in pages for task in page.tasks), key=lambda task: task.created_at, reverse=True)
+    return TaskList(tasks=tasks[offset : offset + limit], total=sum(page.total for page in pages))
+
+
 async def _active(manager: BackgroundTaskManager, filters: dict[str, str]) -> int:
     """How many matching tasks are pending or running."""
     wanted = [status for status in ACTIVE if filters.get("status") in (None, status)]
@@ -117,47 +135,60 @@ async def _active(manager: BackgroundTaskManager, filters: dict[str, str]) -> in
     return sum(page.total for page in pages)
 
 
-def _describe(chunk: Chunk) -> str:
-    """A short human line for a progress notification: `background-task-completed research`."""
-    return f"{chunk.type} {getattr(getattr(chunk, 'payload', None), 'tool_name', '')}".strip()
+class _Watch:
+    """The events of one watch over every database, each also sent as progress."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.events: deque[dict[str, Any]] = deque(maxlen=WATCH_EVENTS_KEPT)
+        self.seen = 0
+
+    async def emit(self, chunk: Chunk) -> None:
+        from lodestar.runtime.chunks.lines import chunk_line
+
+        self.seen += 1
+        self.events.append(chunk.model_dump(mode="json"))
+        await self.ctx.report_progress(self.seen, None, chunk_line(chunk))
 
 
-async def watch(manager: BackgroundTaskManager, filters: dict[str, str], timeout_s: float, ctx: Context) -> WatchResult:
-    """The chunks of matching tasks, each also sent as progress, until none is pending or running (idle) or the
-    timeout passes. The subscription opens before the first look at the tasks, so an end in between is seen.
-    It takes every status: a watched pending task leaves the filter by starting, and the count is read again."""
-    events: deque[dict[str, Any]] = deque(maxlen=WATCH_EVENTS_KEPT)
-    seen = 0
+async def watch(
+    managers: list[BackgroundTaskManager], filters: dict[str, str], timeout_s: float, ctx: Context
+) -> WatchResult:
+    """The chunks of matching tasks until none is pending or running (idle) or the timeout passes."""
+    seen = _Watch(ctx)
+    idle: list[bool] = []
+    with anyio.move_on_after(timeout_s):
+        async with anyio.create_task_group() as group:
+            for manager in managers:
+                group.start_soon(_watch_one, manager, filters, seen, idle)
+    return WatchResult(events=list(seen.events), idle=len(idle) == len(managers), dropped=seen.seen - len(seen.events))
+
+
+async def _watch_one(manager: BackgroundTaskManager, filters: dict[str, str], seen: _Watch, idle: list[bool]) -> None:
+    """The subscription opens before the first look at the tasks, so an end in between is seen. It takes every
+    status: a watched pending task leaves the filter by starting, and the count is read again."""
+    from lodestar.background.chunks import chunk_of, running_chunk
+    from lodestar.storage.tasks import TaskFilter
+
     where = TaskFilter(**filters)
-
-    async def emit(chunk: Chunk) -> None:
-        nonlocal seen
-        seen += 1
-        events.append(chunk.model_dump(mode="json"))
-        await ctx.report_progress(seen, None, _describe(chunk))
-
     await manager.start()
     subscription = manager.subscribe(TaskFilter(**{**filters, "status": None}).matches)
-    idle = False
     try:
-        with anyio.move_on_after(timeout_s):
-            if where.status in (None, "running"):
-                running = await manager.list_tasks(
-                    page=0, per_page=WATCH_EVENTS_KEPT, **{**filters, "status": "running"}
-                )
-                for task in reversed(running.tasks):
-                    await emit(running_chunk(task))
-            idle = await _active(manager, filters) == 0
-            while not idle:
-                update = await subscription.get()
-                chunk = chunk_of(update) if where.matches(update.task) or update.task.terminal else None
-                if chunk is not None:
-                    await emit(chunk)
-                if update.kind != "output":
-                    idle = await _active(manager, filters) == 0
+        if where.status in (None, "running"):
+            running = await manager.list_tasks(page=0, per_page=WATCH_EVENTS_KEPT, **{**filters, "status": "running"})
+            for task in reversed(running.tasks):
+                await seen.emit(running_chunk(task))
+        done = await _active(manager, filters) == 0
+        while not done:
+            update = await subscription.get()
+            chunk = chunk_of(update) if where.matches(update.task) or update.task.terminal else None
+            if chunk is not None:
+                await seen.emit(chunk)
+            if update.kind != "output":  # output changes no count
+                done = await _active(manager, filters) == 0
+        idle.append(True)
     finally:
         subscription.close()
-    return WatchResult(events=list(events), idle=idle, dropped=seen - len(events))
 
 
 def _watch_text(result: WatchResult, timeout_s: float) -> str:
@@ -168,7 +199,7 @@ def _watch_text(result: WatchResult, timeout_s: float) -> str:
     return "\n".join(lines)
 
 
-def register_task_tools(server: MCPServer, manager: BackgroundTaskManager) -> None:
+def register_task_tools(server: MCPServer, managers: Managers) -> None:
     @server.tool(annotations=READ_ONLY)
     async def list_background_tasks(
         status: Status = None,
@@ -190,21 +221,22 @@ def register_task_tools(server: MCPServer, manager: BackgroundTaskManager) -> No
             resource_id=resource_id,
             tool_name=tool_name,
         )
-        result = await list_page(manager, filters, limit, offset)
+        result = await list_all(await managers(), filters, limit, offset)
         shown = f"tasks {offset + 1}-{offset + len(result.tasks)} of {result.total}" if result.tasks else "no tasks"
         return _answer(result, "\n".join([shown, *(task.line() for task in result.tasks)]))
 
     @server.tool(annotations=READ_ONLY)
     async def get_background_task(task_id: TaskId) -> Annotated[CallToolResult, TaskInfo]:
         """Read one background task: its status, arguments, result or error, retries and times."""
-        info = TaskInfo.of(await _task(manager, task_id))
+        _, task = await _find(await managers(), task_id)
+        info = TaskInfo.of(task)
         return _answer(info, f"{info.line()}\nresult: {json.dumps(info.result, default=str)}")
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=True, open_world_hint=False))
     async def cancel_background_task(task_id: TaskId) -> Annotated[CallToolResult, CancelResult]:
         """Cancel a pending or running background task. A running one stops shortly after: its status is running
         until then (get_background_task or watch_background_tasks shows the end)."""
-        before = await _task(manager, task_id)
+        manager, before = await _find(await managers(), task_id)
         task = await manager.cancel(task_id) or before
         if before.terminal:
             text = f"task {task_id} had already ended: {task.status}"
@@ -238,5 +270,5 @@ def register_task_tools(server: MCPServer, manager: BackgroundTaskManager) -> No
             resource_id=resource_id,
             tool_name=tool_name,
         )
-        result = await watch(manager, filters, timeout_s, ctx)
+        result = await watch(await managers(), filters, timeout_s, ctx)
         return _answer(result, _watch_text(result, timeout_s))

@@ -1,0 +1,180 @@
+"""The agents a server offers: those of the `--app` apps, and the built-in `docs` agent.
+
+Describing the built-in agent needs none of the runtime, so a server without apps imports the runtime only when an
+agent or task tool is first called: serving the docs tools alone starts as fast as before agents existed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from lodestar import builtin
+from lodestar.errors import UnknownNameError, UsageError
+
+if TYPE_CHECKING:
+    from lodestar.app import Lodestar
+    from lodestar.background.manager import BackgroundTaskManager
+    from lodestar.docs.service import DocsService
+    from lodestar.runtime.agent import Agent
+    from lodestar.settings import Settings
+
+
+class AgentInfo(BaseModel):
+    id: str
+    name: str
+    description: str
+    model: str | None = Field(description="The agent's own model; null when the server supplies one")
+    tools: list[str]
+    background_tools: list[str] = Field(description="Tools that may run as background tasks")
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentInfo:
+        model = agent.model if agent.model is None or isinstance(agent.model, str) else _model_id(agent.model)
+        return cls(
+            id=agent.id,
+            name=agent.name,
+            description=agent.description,
+            model=model,
+            tools=list(agent.tools),
+            background_tools=[
+                name for name, tool in agent.tools.items() if tool.background is not None and tool.background.enabled
+            ],
+        )
+
+
+def _model_id(model: object) -> str:
+    return f"{getattr(model, 'provider', '?')}/{getattr(model, 'model_id', '?')}"
+
+
+BUILTIN_DOCS = AgentInfo(
+    id=builtin.DOCS_AGENT_ID,
+    name=builtin.DOCS_AGENT_NAME,
+    description=builtin.DOCS_AGENT_DESCRIPTION,
+    model=None,
+    tools=list(builtin.DOCS_AGENT_TOOLS),
+    background_tools=list(builtin.DOCS_BACKGROUND_TOOLS),
+)
+
+
+NO_MODEL = (
+    "agent {agent!r} has no model of its own, none was given to the server, and the client does not offer "
+    "sampling: give the agent one (Agent(model='openai/gpt-5-mini')), pass --model (or set LODESTAR_MODEL), "
+    "or call it from an MCP client that supports sampling"
+)
+
+
+class NoModelError(UsageError):
+    """An agent was asked with no model to run on."""
+
+
+def model_for(agent: Agent, default: str | None, sampler: object | None) -> str | None:
+    """The agent's own model wins (None: the runtime uses it); else the server's default; else the client's."""
+    if agent.model is not None:
+        return None
+    if default:
+        return default
+    if sampler is not None:
+        return "sampling"
+    raise NoModelError(NO_MODEL.format(agent=agent.id))
+
+
+def ask_tool_name(agent_id: str) -> str:
+    """`ask_<id>`, with characters some clients refuse in tool names ('-') written as '_'."""
+    return "ask_" + re.sub(r"[^A-Za-z0-9_]", "_", agent_id)
+
+
+class AgentHost:
+    """Every served agent by id, each with the app that runs it. The built-in agent joins the first app (one
+    database, one task manager) or, without apps, an app of its own, made when it is first needed."""
+
+    def __init__(self, docs: DocsService, apps: list[tuple[str, Lodestar]], *, builtin_agent: bool) -> None:
+        self.docs = docs
+        self.apps = apps
+        self.builtin_agent = builtin_agent
+        self._owner: dict[str, Lodestar] = {}
+        self.infos: list[AgentInfo] = []
+        self.tool_names: dict[str, str] = {}  # ask tool name -> agent id
+        for spec, app in apps:
+            for agent in app.agents.values():
+                self._add(AgentInfo.of(agent), f"--app {spec}")
+                self._owner[agent.id] = app
+        if builtin_agent:
+            self._add(BUILTIN_DOCS, "the built-in docs agent (leave it out with --no-builtin-agents)")
+            if apps:
+                self._join_builtin(apps[0][1])
+        self._stack = AsyncExitStack()
+        self._opening = asyncio.Lock()
+        self._open = False
+
+    def _add(self, info: AgentInfo, origin: str) -> None:
+        name = ask_tool_name(info.id)
+        if name in self.tool_names:
+            raise UsageError(
+                f"two agents would both be served as the tool {name}: {self.tool_names[name]!r} and {info.id!r} "
+                f"(from {origin}); give one of them another id"
+            )
+        self.tool_names[name] = info.id
+        self.infos.append(info)
+
+    def _join_builtin(self, app: Lodestar) -> None:
+        from lodestar.builtin.docs_agent import docs_agent
+
+        app.add_agent(docs_agent(self.docs))
+        self._owner[builtin.DOCS_AGENT_ID] = app
+
+    @property
+    def has_tasks(self) -> bool:
+        """Whether any served app runs background tasks, so the task tools have something to show."""
+        own_builtin = self.builtin_agent and not self.apps
+        return own_builtin or any(app.background_tasks.enabled for _, app in self.apps)
+
+    async def open(self) -> None:
+        """Opens the apps (their task workers start, and tasks left by a killed process are recovered); the
+        built-in agent's own app too when it is the only one, so its tasks have a home."""
+        async with self._opening:
+            if self._open:
+                return
+            if self.builtin_agent and not self.apps:
+                from lodestar.builtin.docs_agent import builtin_app
+
+                app = builtin_app(self.docs)
+                self.apps = [("builtin", app)]
+                self._owner[builtin.DOCS_AGENT_ID] = app
+            for _, app in self.apps:
+                await self._stack.enter_async_context(app)
+            self._open = True
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def agent(self, agent_id: str) -> Agent:
+        await self.open()
+        app = self._owner.get(agent_id)
+        if app is None:
+            known = ", ".join(info.id for info in self.infos) or "none"
+            raise UnknownNameError(f"no agent {agent_id!r}; the agents are: {known}")
+        return app.agents[agent_id]
+
+    async def managers(self) -> list[BackgroundTaskManager]:
+        """One task manager per database: two apps on one file share their tasks, which must be listed once."""
+        await self.open()
+        found: dict[str, BackgroundTaskManager] = {}
+        for _, app in self.apps:
+            if app.tasks is not None:
+                found.setdefault(repr(app.tasks.store), app.tasks)
+        return list(found.values())
+
+
+def host_for(settings: Settings, docs: DocsService) -> AgentHost:
+    """The apps of `--app` (each import error stops start-up with one line) and the built-in agent."""
+    apps: list[tuple[str, Lodestar]] = []
+    if settings.apps:
+        from lodestar.app import load_app
+
+        apps = [(spec, load_app(spec)) for spec in settings.apps]
+    return AgentHost(docs, apps, builtin_agent=not settings.no_builtin_agents)
