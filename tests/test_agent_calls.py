@@ -202,3 +202,46 @@ async def test_debug_logs_carry_each_chunk_only_when_asked(
     assert text == "It is sunny in Oslo today."
     shown = [line.split()[0] for line in progress.lines]
     assert [k for k in shown if not k.endswith("-delta")] == [k for k in kinds if not k.endswith("-delta")]
+
+
+def wire_size(structured: dict[str, Any]) -> int:
+    return len(json.dumps(structured, ensure_ascii=False, separators=(",", ":")))
+
+
+async def test_long_tool_results_are_cut_to_the_budget_and_the_text_stays_whole(
+    tmp_path: Path, openai_server: LLMServer
+) -> None:
+    answer_text = "A long answer. " * 400  # 6,000 characters, kept whole
+    openai_server.script(
+        Turn(tool_calls=[("huge", {"size": 200_000}), ("quotes", {"count": 5_000}), ("weather", {"city": "Oslo"})]),
+        Turn(text=answer_text),
+    )
+
+    @tool
+    def huge(size: int) -> str:
+        """A very long result."""
+        return "x" * size
+
+    @tool
+    def quotes(count: int) -> dict[str, list[str]]:
+        """A long result whose JSON is mostly quotes, each written escaped inside a cut string."""
+        return {"lines": ['say "hi"'] * count}
+
+    quoted = {"lines": ['say "hi"'] * 5_000}
+
+    agent = Agent("a", model=model_for(openai_server), tools=[huge, quotes, weather])
+    async with serve(tmp_path, agent) as client:
+        result = await client.call_tool("ask_a", {"message": "go", "thread_id": "t1"})
+        saved = await agent.get_memory().messages("t1")
+    answer = result.structured_content
+    assert answer is not None and answer["text"] == answer_text and answer["cut"] == 2
+    assert wire_size(answer) <= 20_000 * 4  # the default budget, 20,000 tokens of 4 characters
+    big, other, small = (call["result"] for call in answer["tool_calls"])
+    for cut, whole in ((big, "x" * 200_000), (other, json.dumps(quoted))):
+        kept = cut.index("… [cut: ")
+        assert cut[:kept] == whole[:kept] and kept > 1_000
+        rest = len(whole) - kept
+        assert cut[kept:] == f"… [cut: {rest} more characters; the full result is in memory thread t1]"
+    assert small == "sunny in Oslo"
+    (tool_message,) = [m for m in saved if m.role == "tool"]
+    assert [part.result for part in tool_message.content[:2]] == ["x" * 200_000, quoted]  # kept whole

@@ -18,6 +18,8 @@ from llm_servers import LLMServer, Turn
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from lodestar.storage import SQLiteStorage
+
 pytestmark = pytest.mark.anyio
 
 TIMEOUT_S = 60  # a bound that only fires on a hang
@@ -191,6 +193,26 @@ async def test_ask_reports_progress_runs_the_continuation_and_the_task_tools_see
         "notes on solana",
         answer["run_id"],
     )
+
+
+async def test_a_small_result_budget_from_the_flag_is_honoured(tmp_path: Path, openai_server: LLMServer) -> None:
+    write_app(tmp_path)
+    openai_server.script(Turn(tool_calls=[("huge", {"size": 20_000})]), Turn(text="Done."))
+    args = ("--app", "myagents:app", "--model", "openai/gpt-test", "--result-max-tokens", "1000")
+    async with connect(tmp_path, *args, env=model_env(openai_server)) as client:
+        result = await client.call_tool("ask_re_searcher", {"message": "go", "thread_id": "t1"})
+    answer = result.structured_content
+    assert answer is not None and answer["cut"] == 1 and answer["text"] == "Done."
+    assert len(json.dumps(answer, ensure_ascii=False, separators=(",", ":"))) <= 1000 * 4
+    cut = answer["tool_calls"][0]["result"]
+    assert cut.startswith("xxx") and cut.endswith("more characters; the full result is in memory thread t1]")
+    storage = SQLiteStorage(tmp_path / "agents.db")
+    try:
+        saved = await storage.list_messages("t1")
+    finally:
+        await storage.close()
+    (tool_message,) = [m for m in saved if m.role == "tool"]
+    assert tool_message.content[0]["result"] == "x" * 20_000  # the full record stays in memory
 
 
 def start(tmp_path: Path, *args: str, builtin: bool = False) -> subprocess.CompletedProcess[str]:
