@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from lodestar.server.agent_host import AgentHost
 from lodestar.server.app import build_server
 from lodestar.settings import Settings
 from lodestar.storage import SQLiteStorage
+from lodestar.storage.models import StoredMessage
 
 pytestmark = pytest.mark.anyio
 
@@ -49,6 +51,25 @@ def weather(city: str) -> str:
     return f"sunny in {city}"
 
 
+class NotedStorage(SQLiteStorage):
+    """A real SQLite storage that tells what it wrote to a thread: a cancelled run saves as it closes, after its
+    client has gone, so a test waits for those writes before reading the thread."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+
+    async def add_messages(self, thread_id: str, messages: list[StoredMessage]) -> None:
+        await super().add_messages(thread_id, messages)
+        self.writes.put_nowait(("messages", thread_id))
+
+    async def set_tool_result(self, thread_id: str, tool_call_id: str, result: Any, is_error: bool) -> bool:
+        replaced = await super().set_tool_result(thread_id, tool_call_id, result, is_error)
+        if replaced:
+            self.writes.put_nowait(("result", thread_id))
+        return replaced
+
+
 @asynccontextmanager
 async def serve(tmp_path: Path, *agents: Agent, **client_options: Any) -> AsyncIterator[Client]:
     """The server with an app of `agents` (background tasks on, a real SQLite file), and a Client on it."""
@@ -57,7 +78,7 @@ async def serve(tmp_path: Path, *agents: Agent, **client_options: Any) -> AsyncI
     docs.load()
     app = Lodestar(
         agents,
-        storage=SQLiteStorage(tmp_path / "agents.db"),
+        storage=NotedStorage(tmp_path / "agents.db"),
         background_tasks={"enabled": True, "poll_interval_ms": 5},
     )
     server = build_server(settings, docs, AgentHost(docs, [("test", app)], builtin_agent=False))
@@ -152,6 +173,7 @@ async def test_cancelling_an_ask_stops_the_run_and_leaves_tasks_thread_and_serve
             await gate.started.get()
             group.cancel_scope.cancel()
         await stopped.wait()  # the tool saw the cancellation
+        assert await written(agent) == ("messages", "t1")  # the run saved what was said as it closed
 
         found = await client.call_tool("search_docs", {"query": "threads"})
         running = (await client.call_tool("list_background_tasks", {"thread_id": "t1"})).structured_content
@@ -169,6 +191,46 @@ async def test_cancelling_an_ask_stops_the_run_and_leaves_tasks_thread_and_serve
     assert not again.is_error and again.structured_content["text"] == "You asked about solana."
     second = json.dumps(openai_server.requests[-1].body["messages"])
     assert "Research solana" in second and "What did I ask?" in second
+
+
+async def written(agent: Agent) -> tuple[str, str]:
+    """The next write to a thread; waits for it."""
+    assert isinstance(agent.storage, NotedStorage)
+    return await agent.storage.writes.get()
+
+
+async def test_a_task_that_ended_before_the_ask_was_cancelled_leaves_its_result_in_the_thread(
+    tmp_path: Path, openai_server: LLMServer
+) -> None:
+    """The call's "started" answer is saved when the run closes; the task had ended, so its result replaces it then."""
+    gate, started, completed = Gate(), asyncio.Event(), asyncio.Event()
+    gate.opened.set()
+
+    @tool
+    async def wait() -> str:
+        """Waits until cancelled."""
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if message == "background-task-completed research":
+            completed.set()
+
+    openai_server.script(Turn(tool_calls=[("research", {"topic": "solana"})]), Turn(tool_calls=[("wait", {})]))
+    agent = Agent("a", model=model_for(openai_server), tools=[research_tool(gate), wait])
+    async with serve(tmp_path, agent) as client:
+        async with anyio.create_task_group() as group:
+            arguments = {"message": "Research solana", "thread_id": "t1"}
+            group.start_soon(partial(client.call_tool, "ask_a", arguments, progress_callback=on_progress))
+            await started.wait()  # the second step runs: the first one's call and its answer are in the run
+            await completed.wait()
+            group.cancel_scope.cancel()
+        assert await written(agent) == ("messages", "t1")
+        assert await written(agent) == ("result", "t1")  # never comes while the closed run leaves it unsettled
+        messages = await agent.get_memory().messages("t1")
+    assert [m.role for m in messages] == ["user", "assistant", "tool"]
+    assert messages[-1].content[0].result == "notes on solana"
 
 
 @pytest.mark.parametrize("mode", MODES)
