@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import anyio
@@ -16,13 +17,15 @@ from test_http import MCP_HEADERS, START_TIMEOUT_S, TOKEN, Server, mcp_client, s
 
 pytestmark = pytest.mark.anyio
 
-MEETING = '''
+TOOLS = '''
 import asyncio
+from collections import defaultdict
 
 from lodestar import tool
 
 arrived: list[str] = []
 everyone = asyncio.Event()
+cancelled: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
 
 @tool
@@ -35,7 +38,25 @@ async def meet(who: str) -> str:
     return f"met {who}"
 
 
-researcher.tools["meet"] = meet
+@tool
+async def hold(key: str) -> str:
+    """Wait until cancelled."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled[key].set()
+        raise
+    return "never"
+
+
+@tool
+async def was_held_cancelled(key: str) -> str:
+    """Return once hold was cancelled."""
+    await cancelled[key].wait()
+    return "hold was cancelled"
+
+
+researcher.tools.update(meet=meet, hold=hold, was_held_cancelled=was_held_cancelled)
 '''
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -44,7 +65,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def agent_server(tmp_path_factory: pytest.TempPathFactory, openai_server_session: LLMServer) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("agent-http")
     app = APP.replace('"agents.db"', repr(str(root / "agents.db")))  # the server runs in the tests' directory
-    app = app.replace("app = Lodestar", MEETING + "\napp = Lodestar")
+    app = app.replace("app = Lodestar", TOOLS + "\napp = Lodestar")
     (root / "myagents.py").write_text(app, "utf-8")
     args = [*serve_args(root, "--app", "myagents:app", "--model", "openai/gpt-test"), "--http", "--port", "0"]
     env = {"PYTHONPATH": str(root), "OPENAI_BASE_URL": openai_server_session.url, "OPENAI_API_KEY": "test-key"}
@@ -132,3 +153,28 @@ async def test_two_clients_asking_at_once_each_see_only_their_own_progress(
         assert f'tool-call meet {{"who": "{name}"}}' in lines and f"tool-result meet met {name}" in lines
         assert not [line for line in lines if other in line]
         assert [value for value, _, _ in seen[name].events] == list(range(1, len(lines) + 1))
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_cancelled_ask_stops_its_tool_and_the_server_goes_on(
+    agent_server: Server, openai_server: LLMServer, mode: str
+) -> None:
+    """On 2026-07-28 over HTTP the client cancels by closing the request's own stream."""
+    held = {"key": mode}
+    openai_server.script(Turn(tool_calls=[("hold", held)]), Turn(tool_calls=[("was_held_cancelled", held)]), Turn())
+    holding = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if message == f'tool-call hold {{"key": "{mode}"}}':
+            holding.set()
+
+    http, client = mcp_client(agent_server.url, mode, headers=AUTH)
+    with anyio.fail_after(START_TIMEOUT_S):
+        async with http, client:
+            async with anyio.create_task_group() as group:
+                arguments = {"message": "hold on"}
+                group.start_soon(partial(client.call_tool, "ask_re_searcher", arguments, progress_callback=on_progress))
+                await holding.wait()
+                group.cancel_scope.cancel()
+            after = await client.call_tool("ask_re_searcher", {"message": "was it cancelled?"})  # waits until it was
+    assert after.structured_content["tool_calls"][0]["result"] == "hold was cancelled"  # type: ignore[index]
