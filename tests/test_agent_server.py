@@ -17,6 +17,7 @@ from conftest import write_corpus
 from llm_servers import LLMServer, Turn
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.types import CreateMessageRequestParams, CreateMessageResult, TextContent
 
 from lodestar.storage import SQLiteStorage
 
@@ -255,3 +256,23 @@ def test_a_bad_app_stops_start_up_with_one_line(tmp_path: Path, module: str, arg
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("lodestar-mcp: ") and expected in lines[0], lines[0]
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_without_a_model_the_clients_own_answers_through_sampling(tmp_path: Path, mode: str) -> None:
+    write_app(tmp_path)
+
+    async def client_model(context: object, params: CreateMessageRequestParams) -> CreateMessageResult:
+        return CreateMessageResult(role="assistant", model="m", content=TextContent(text="the client's answer"))
+
+    progress = Progress()
+    async with connect(tmp_path, "--app", "myagents:app", mode=mode) as bare:
+        refused = await bare.call_tool("ask_re_searcher", {"message": "hello"})
+    async with connect(tmp_path, "--app", "myagents:app", mode=mode, sampling_callback=client_model) as client:
+        result = await client.call_tool("ask_re_searcher", {"message": "hello"}, progress_callback=progress)
+
+    assert refused.is_error and "has no model of its own" in text_of(refused)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["text"] == "the client's answer"  # type: ignore[index]
+    assert progress.lines[:2] == ["start re-searcher", "step-start sampling/client"]
+    assert progress.lines[-1] == "finish stop"
