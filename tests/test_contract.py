@@ -131,10 +131,13 @@ async def test_the_docs_resource_template(client: Client) -> None:
     assert [t.uri_template.replace("{+path}", "{path}") for t in templates] == ["docs://{corpus}/{path}"]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
-async def test_agent_and_task_tools(client: Client) -> None:
-    names = {tool.name for tool in (await client.list_tools()).tools}
-    assert set(AGENT_TOOLS) <= names
+async def test_agent_and_task_tools(tmp_path: Path) -> None:
+    docs = DocsService([str(write_corpus(tmp_path / "docs"))], tmp_path / "cache")
+    app = Lodestar([Agent("helper")], storage=SQLiteStorage(tmp_path / "tasks.db"), background_tasks=True)
+    host = AgentHost(docs, [("test", app)], builtin_agent=False)
+    async with Client(build_server(Settings(cache_dir=tmp_path / "cache"), docs, host)) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+    assert set(AGENT_TOOLS) | {"ask_helper"} <= names
 
 
 async def test_task_tools_arguments_and_result_fields(tmp_path: Path) -> None:

@@ -195,6 +195,7 @@ class Run:
             body.exception()  # retrieved: the caller is gone, and a failure was logged where it happened
         if saving is not None:
             await asyncio.wait({saving})  # a failed save was logged by _save
+        await self.plan.dispatcher.after_run(self.run_id)  # tasks that ended before the save write their results now
 
     def _check_open(self) -> None:
         """Before anything that would reach the model or run tools: a closed run goes no further."""

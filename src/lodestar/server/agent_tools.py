@@ -102,16 +102,28 @@ def answer_of(result: RunResult, budget_tokens: int) -> AskResult:
 
 
 def _fit(answer: AskResult, holders: list[tuple[Any, str]], budget: int) -> None:
-    """Cuts the longest results to one equal share of what the rest of the answer leaves."""
-    sizes = [len(_json(holder.result)) for holder, _ in holders]
+    """Cuts the longest results to one equal share of what the rest of the answer leaves. Sizes are as written in
+    the answer's JSON (quotes and escapes count), and a cut result's share holds its marker too."""
+    sizes = [_encoded(holder.result) for holder, _ in holders]
     room = budget - (len(answer.model_dump_json()) - sum(sizes))
     cap = _share(sizes, room)
     if cap is None:
         return
     for (holder, where), size in zip(holders, sizes, strict=True):
         if size > cap:
-            holder.result = f"{_json(holder.result)[:cap]}… [cut: {size - cap} more characters; {where}]"
+            holder.result = _cut(_json(holder.result), cap, where)
             answer.cut += 1
+
+
+def _cut(text: str, cap: int, where: str) -> str:
+    """The start of `text` and a marker saying where the rest is, together at most `cap` characters of JSON."""
+    keep = cap
+    while True:
+        cut = f"{text[:keep]}… [cut: {len(text) - keep} more characters; {where}]"
+        over = _encoded(cut) - cap
+        if over <= 0 or keep == 0:
+            return cut
+        keep = max(keep - over, 0)  # each character dropped takes at least one character of JSON with it
 
 
 def _share(sizes: list[int], room: int) -> int | None:
@@ -125,6 +137,10 @@ def _share(sizes: list[int], room: int) -> int | None:
             return max(share, CUT_FLOOR)
         left -= size
     return CUT_FLOOR
+
+
+def _encoded(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
 def _json(value: Any) -> str:
