@@ -156,6 +156,7 @@ async def test_capabilities_name_only_what_is_served(
         templates = (await client.list_resource_templates()).resource_templates
 
     assert capabilities == {
+        "logging": {},  # an agent run's chunks go to a client that asks for debug logs
         "tools": {"listChanged": False},
         "resources": {"subscribe": False, "listChanged": False},
         "prompts": {"listChanged": False},

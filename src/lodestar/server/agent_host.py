@@ -68,10 +68,6 @@ NO_MODEL = (
 )
 
 
-class NoModelError(UsageError):
-    """An agent was asked with no model to run on."""
-
-
 def model_for(agent: Agent, default: str | None, sampler: object | None) -> str | None:
     """The agent's own model wins (None: the runtime uses it); else the server's default; else the client's."""
     if agent.model is not None:
@@ -80,7 +76,7 @@ def model_for(agent: Agent, default: str | None, sampler: object | None) -> str 
         return default
     if sampler is not None:
         return "sampling"
-    raise NoModelError(NO_MODEL.format(agent=agent.id))
+    raise UsageError(NO_MODEL.format(agent=agent.id))
 
 
 def ask_tool_name(agent_id: str) -> str:
