@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_servers import LLMServer, Turn
+from llm_servers import Fail, LLMServer, Turn
 from test_stdio import connect, text_of
 
 pytestmark = pytest.mark.anyio
@@ -111,3 +111,16 @@ async def test_no_builtin_agents_serves_the_docs_tools_alone(tmp_path: Path, cac
     async with connect(tmp_path, cache_dir, "--corpus", f"example={corpus_dir}", "--no-builtin-agents") as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
     assert names == {"search_docs", "read_doc", "list_docs", "list_corpora", "refresh_docs"}
+
+
+async def test_a_failed_run_is_a_tool_error_that_keeps_what_it_did(
+    tmp_path: Path, cache_dir: Path, corpus_dir: Path, openai_server: LLMServer
+) -> None:
+    openai_server.script(Turn(tool_calls=[("search_docs", {"query": "threads"})]), Fail(400))
+    args, env = served(corpus_dir, openai_server, tmp_path / "agents.db")
+    async with connect(tmp_path, cache_dir, *args, env=env) as client:
+        result = await client.call_tool("ask_docs", {"message": "What is a thread?"})
+    assert result.is_error
+    assert text_of(result).startswith("agent docs failed: ") and "HTTP 400" in text_of(result)
+    assert result.structured_content is not None
+    assert [call["tool_name"] for call in result.structured_content["tool_calls"]] == ["search_docs"]

@@ -55,7 +55,10 @@ class Memory:
             new = Thread(id=thread_id, resource_id=resource_id, title=title, metadata=metadata)
             stored = await self.storage.create_thread(new)  # another run may have created it meanwhile
         if resource_id is not None and stored.resource_id not in (None, resource_id):
-            raise ThreadError(f"thread {thread_id!r} belongs to resource {stored.resource_id!r}, not {resource_id!r}")
+            raise ThreadError(
+                f"thread {thread_id!r} belongs to resource {stored.resource_id!r}, not {resource_id!r}: "
+                f"pass resource {stored.resource_id!r} to continue it, or use another thread id"
+            )
         return stored
 
     async def history(self, thread_id: str, last: int | None = None) -> list[Message]:

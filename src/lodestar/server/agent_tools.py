@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -186,12 +185,12 @@ def _ask_tool(host: AgentHost, agent_id: str, default_model: str | None, budget_
                     await progress.chunk(chunk)
                 await progress.flush()
                 result = await stream.result()
-            if result.error is not None:
-                raise ToolError(f"agent {agent_id} failed: {result.error.message}")
             answer = answer_of(result, budget_tokens)
-            return CallToolResult(
-                content=[TextContent(type="text", text=_text(answer))],
+            failed = f"agent {agent_id} failed: {result.error.message}" if result.error is not None else None
+            return CallToolResult(  # a failed run still shows what it did before the failure
+                content=[TextContent(type="text", text=failed or _text(answer))],
                 structured_content=answer.model_dump(mode="json"),
+                is_error=failed is not None,
             )
 
         return await run_with_sampling(ctx, work, progress)
