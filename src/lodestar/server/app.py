@@ -106,4 +106,6 @@ def run(settings: Settings) -> None:
 
         anyio.run(serve_http, server, settings, docs)
     else:
-        anyio.run(server.run_stdio_async)
+        from lodestar.server.stdio import serve_stdio
+
+        anyio.run(serve_stdio, server)

@@ -1,0 +1,81 @@
+"""The stdio wire written by lodestar.server.stdio: a tool's stray prints never reach it, a burst of progress
+arrives whole and in order, and a stdout that is a file keeps the SDK's own writer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_agent_server import connect, serve_args, write_app
+
+pytestmark = pytest.mark.anyio
+
+NOISY_APP = '''
+import os
+
+from lodestar import Agent, Lodestar, tool
+from lodestar.runtime.models.scripted import ScriptedModel, call, calls
+from lodestar.storage import SQLiteStorage
+
+
+@tool
+def shout(n: int) -> str:
+    """Print to stdout, as careless code does."""
+    print("stray print")
+    os.write(1, b"stray write\\n")
+    return f"shouted {n}"
+
+
+script = [calls(*(call("shout", {"n": i}) for i in range(200))), "done"]
+app = Lodestar(agents=[Agent("noisy", model=ScriptedModel(script), tools=[shout])], storage=SQLiteStorage("a.db"))
+'''
+
+
+async def test_stray_output_misses_the_wire_and_every_notification_arrives(tmp_path: Path) -> None:
+    write_app(tmp_path, NOISY_APP)
+    progress: list[float] = []
+
+    async def seen(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with connect(tmp_path, "--app", "myagents:app") as client:
+        result = await client.call_tool("ask_noisy", {"message": "go"}, progress_callback=seen)
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["text"] == "done" and len(result.structured_content["tool_calls"]) == 200
+    assert progress == list(range(1, len(progress) + 1)) and len(progress) > 1000
+    assert (tmp_path / "server.err").read_text().count("stray write") == 200
+
+
+def test_a_stdout_that_is_a_file_is_served_too(tmp_path: Path) -> None:
+    """Not a pipe: the SDK's writer serves it (asyncio's pipe transport takes pipes, sockets and terminals)."""
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    env = {"LODESTAR_CACHE_DIR": str(tmp_path / "cache"), "PATH": ""}
+    with out.open("wb") as stdout:
+        server = subprocess.Popen(
+            [sys.executable, *serve_args(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        assert server.stdin is not None
+        server.stdin.write("".join(json.dumps(r) + "\n" for r in requests).encode())
+        server.stdin.flush()
+        deadline = time.monotonic() + 60  # stdin stays open until both answers are written: EOF would end the session
+        while out.read_text().count("\n") < 2 and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.01)
+        server.stdin.close()
+        server.wait(timeout=60)
+    answers = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["id"] for a in answers] == [1, 2]
+    assert "search_docs" in {tool["name"] for tool in answers[1]["result"]["tools"]}
