@@ -135,15 +135,19 @@ class AgentHost:
         async with self._opening:
             if self._open:
                 return
-            if self.builtin_agent and not self.apps:
-                from lodestar.builtin.docs_agent import builtin_app
-
-                app = builtin_app(self.docs)
-                self.apps = [("builtin", app)]
-                self._owner[builtin.DOCS_AGENT_ID] = app
+            self._builtin_alone()
             for _, app in self.apps:
                 await self._stack.enter_async_context(app)
             self._open = True
+
+    def _builtin_alone(self) -> None:
+        """The built-in agent's own app, when there is no other to join."""
+        if self.builtin_agent and not self.apps:
+            from lodestar.builtin.docs_agent import builtin_app
+
+            app = builtin_app(self.docs)
+            self.apps = [("builtin", app)]
+            self._owner[builtin.DOCS_AGENT_ID] = app
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -157,8 +161,15 @@ class AgentHost:
         return app.agents[agent_id]
 
     async def managers(self) -> list[BackgroundTaskManager]:
-        """One task manager per database: two apps on one file share their tasks, which must be listed once."""
+        """One task manager per database, started: two apps on one file share their tasks, which must be listed
+        once."""
         await self.open()
+        return self.task_managers()
+
+    def task_managers(self) -> list[BackgroundTaskManager]:
+        """The managers of `managers()`, not started: enough to read or cancel tasks, and no worker here claims a
+        queued task only to put it back when a one-shot command (`lodestar-mcp tasks list`) exits."""
+        self._builtin_alone()
         found: dict[str, BackgroundTaskManager] = {}
         for _, app in self.apps:
             if app.tasks is not None:

@@ -89,7 +89,7 @@ def _answer(result: BaseModel, text: str) -> CallToolResult:
     )
 
 
-def _filters(**given: str | None) -> dict[str, str]:
+def task_filters(**given: str | None) -> dict[str, str]:
     """The filters given, checked: a status that is not one fails the call with a message listing the statuses
     (a LodestarError, which the server sends as the tool error's text)."""
     from lodestar.storage.tasks import TaskFilter
@@ -99,12 +99,23 @@ def _filters(**given: str | None) -> dict[str, str]:
     return filters
 
 
-async def _find(managers: list[BackgroundTaskManager], task_id: str) -> tuple[BackgroundTaskManager, BackgroundTask]:
+async def find_task(
+    managers: list[BackgroundTaskManager], task_id: str
+) -> tuple[BackgroundTaskManager, BackgroundTask]:
     for manager in managers:
         task = await manager.get_task(task_id)
         if task is not None:
             return manager, task
     raise UnknownNameError(f"no background task {task_id!r}; list_background_tasks lists them")
+
+
+def cancel_text(task_id: str, before: BackgroundTask, after: BackgroundTask) -> str:
+    """What a cancel did, from the task before and after it."""
+    if before.terminal:
+        return f"task {task_id} had already ended: {after.status}"
+    if after.status == "running":
+        return f"task {task_id} is being cancelled: it stops shortly"
+    return f"task {task_id} {after.status}"
 
 
 async def list_page(manager: BackgroundTaskManager, filters: dict[str, str], limit: int, offset: int) -> TaskList:
@@ -135,11 +146,15 @@ async def _active(manager: BackgroundTaskManager, filters: dict[str, str]) -> in
     return sum(page.total for page in pages)
 
 
-class _Watch:
-    """The events of one watch over every database, each also sent as progress."""
+Report = Callable[[float, float | None, str], Awaitable[None]]
+"""Where a watch sends each event as it happens: (events so far, total (None), the event's line)."""
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+
+class _Watch:
+    """The events of one watch over every database, each also reported as it happens."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
         self.events: deque[dict[str, Any]] = deque(maxlen=WATCH_EVENTS_KEPT)
         self.seen = 0
 
@@ -148,14 +163,15 @@ class _Watch:
 
         self.seen += 1
         self.events.append(chunk.model_dump(mode="json"))
-        await self.ctx.report_progress(self.seen, None, chunk_line(chunk))
+        await self.report(self.seen, None, chunk_line(chunk))
 
 
 async def watch(
-    managers: list[BackgroundTaskManager], filters: dict[str, str], timeout_s: float, ctx: Context
+    managers: list[BackgroundTaskManager], filters: dict[str, str], timeout_s: float | None, report: Report
 ) -> WatchResult:
-    """The chunks of matching tasks until none is pending or running (idle) or the timeout passes."""
-    seen = _Watch(ctx)
+    """The chunks of matching tasks until none is pending or running (idle) or the timeout (None: none) passes;
+    `report` gets each as it happens (the MCP tool's progress, `lodestar-mcp tasks watch`'s lines)."""
+    seen = _Watch(report)
     idle: list[bool] = []
     with anyio.move_on_after(timeout_s):
         async with anyio.create_task_group() as group:
@@ -213,7 +229,7 @@ def register_task_tools(server: MCPServer, managers: Managers) -> None:
     ) -> Annotated[CallToolResult, TaskList]:
         """List background tasks, newest first, with their status, arguments and results; total counts every
         match. Read one with get_background_task(task_id)."""
-        filters = _filters(
+        filters = task_filters(
             status=status,
             agent_id=agent_id,
             run_id=run_id,
@@ -228,7 +244,7 @@ def register_task_tools(server: MCPServer, managers: Managers) -> None:
     @server.tool(annotations=READ_ONLY)
     async def get_background_task(task_id: TaskId) -> Annotated[CallToolResult, TaskInfo]:
         """Read one background task: its status, arguments, result or error, retries and times."""
-        _, task = await _find(await managers(), task_id)
+        _, task = await find_task(await managers(), task_id)
         info = TaskInfo.of(task)
         return _answer(info, f"{info.line()}\nresult: {json.dumps(info.result, default=str)}")
 
@@ -236,15 +252,9 @@ def register_task_tools(server: MCPServer, managers: Managers) -> None:
     async def cancel_background_task(task_id: TaskId) -> Annotated[CallToolResult, CancelResult]:
         """Cancel a pending or running background task. A running one stops shortly after: its status is running
         until then (get_background_task or watch_background_tasks shows the end)."""
-        manager, before = await _find(await managers(), task_id)
+        manager, before = await find_task(await managers(), task_id)
         task = await manager.cancel(task_id) or before
-        if before.terminal:
-            text = f"task {task_id} had already ended: {task.status}"
-        elif task.status == "running":
-            text = f"task {task_id} is being cancelled: it stops shortly"
-        else:
-            text = f"task {task_id} {task.status}"
-        return _answer(CancelResult(task_id=task_id, status=task.status), text)
+        return _answer(CancelResult(task_id=task_id, status=task.status), cancel_text(task_id, before, task))
 
     @server.tool(annotations=READ_ONLY)
     async def watch_background_tasks(
@@ -262,7 +272,7 @@ def register_task_tools(server: MCPServer, managers: Managers) -> None:
         """Wait for matching background tasks to end, sending each of their events (running, output, completed,
         failed, cancelled) as a progress notification. Returns when none is pending or running (idle) or when
         timeout_s passes; the result holds the events, the last 500 at most."""
-        filters = _filters(
+        filters = task_filters(
             status=status,
             agent_id=agent_id,
             run_id=run_id,
@@ -270,5 +280,5 @@ def register_task_tools(server: MCPServer, managers: Managers) -> None:
             resource_id=resource_id,
             tool_name=tool_name,
         )
-        result = await watch(await managers(), filters, timeout_s, ctx)
+        result = await watch(await managers(), filters, timeout_s, ctx.report_progress)
         return _answer(result, _watch_text(result, timeout_s))
