@@ -414,8 +414,8 @@ def test_unknown_word_without_a_close_command_lists_the_commands(cache_dir: Path
     proc = run(cache_dir, "how do I add a corpus")
     assert proc.returncode == 2
     assert proc.stderr == (
-        "lodestar-mcp: unknown command 'how do I add a corpus'. Commands: serve, search, read, list, corpora, index "
-        "(lodestar-mcp --help describes them)\n"
+        "lodestar-mcp: unknown command 'how do I add a corpus'. Commands: serve, search, read, list, corpora, index, "
+        "agents, ask, tasks (lodestar-mcp --help describes them)\n"
     )
 
 

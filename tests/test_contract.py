@@ -171,7 +171,6 @@ def test_serve_flags_and_commands() -> None:
     assert [command for command in COMMANDS if command not in top] == []
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_agent_commands() -> None:
     top = _help()
     assert [command for command in COMMANDS_NOT_YET if command not in top] == []

@@ -13,13 +13,15 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from lodestar.docs.service import DocsService
     from lodestar.settings import Settings
 
-COMMANDS = ("serve", "search", "read", "list", "corpora", "index")
+COMMANDS = ("serve", "search", "read", "list", "corpora", "index", "agents", "ask", "tasks")
+AGENT_COMMANDS = ("agents", "ask", "tasks")  # lodestar.cli_agents runs them
 CONNECT_HELP = """\
 Lodestar is an MCP server: it speaks the MCP protocol on stdin/stdout, so it is meant to be
 started by an MCP client rather than typed at. To connect it:
@@ -110,7 +112,34 @@ examples:
   lodestar-mcp index
   lodestar-mcp index --corpus mastra=npm:@mastra/mcp-docs-server
 """
+AGENTS_EXAMPLES = """\
+examples:
+  lodestar-mcp agents
+  lodestar-mcp agents --app mypkg.agents:app --json
+"""
+ASK_EXAMPLES = """\
+examples:
+  lodestar-mcp ask docs "how do I add a corpus" --model openai/gpt-5-mini
+  lodestar-mcp ask researcher "compare solana and near" --app mypkg.agents:app --thread t1
+  # go on with the conversation of thread t1:
+  lodestar-mcp ask researcher "and avalanche?" --app mypkg.agents:app --thread t1
+  # the structured result, as the MCP tool ask_researcher gives it:
+  lodestar-mcp ask researcher "compare solana and near" --app mypkg.agents:app --json
+"""
+TASKS_EXAMPLES = """\
+examples:
+  lodestar-mcp tasks list --app mypkg.agents:app --status running
+  lodestar-mcp tasks get task_abc123 --app mypkg.agents:app --json
+  lodestar-mcp tasks cancel task_abc123 --app mypkg.agents:app
+  # follow the tasks of thread t1 until they end (exit 0) or 60 s pass (exit 124):
+  lodestar-mcp tasks watch --app mypkg.agents:app --thread t1 --timeout 60
+"""
 JSON_HELP = "print the structured result, the fields of the MCP tool, instead of text"
+SHELL_MODEL_HELP = (
+    "model for agents without their own, e.g. openai/gpt-5-mini (env LODESTAR_MODEL); sampling, the client's "
+    "model, is for MCP clients, not a shell"
+)
+NO_BUILTIN_HELP = "leave out the built-in docs agent, ask_docs (env LODESTAR_NO_BUILTIN_AGENTS)"
 
 
 def _common(default: object, corpus_help: str) -> argparse.ArgumentParser:
@@ -183,11 +212,7 @@ def _parser() -> tuple[argparse.ArgumentParser, frozenset[str]]:
         help="model for agents without their own, e.g. openai/gpt-5-mini (default: the client's, through sampling; "
         "env LODESTAR_MODEL)",
     )
-    agents.add_argument(
-        "--no-builtin-agents",
-        action="store_true",
-        help="leave out the built-in docs agent, ask_docs (env LODESTAR_NO_BUILTIN_AGENTS)",
-    )
+    agents.add_argument("--no-builtin-agents", action="store_true", help=NO_BUILTIN_HELP)
     agents.add_argument(
         "--result-max-tokens",
         type=int,
@@ -302,7 +327,144 @@ def _parser() -> tuple[argparse.ArgumentParser, frozenset[str]]:
         epilog=INDEX_EXAMPLES,
         **layout,
     )
-    return parser, _value_flags([parser, *sub.choices.values()])
+    tasks_commands = _agent_commands(sub, [common, _agent_common()], layout)
+    return parser, _value_flags([parser, *sub.choices.values(), *tasks_commands])
+
+
+def _agent_common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--no-builtin-agents", action="store_true", help=NO_BUILTIN_HELP)
+    return common
+
+
+def _between(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high` (no limit when None)."""
+
+    def number(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            wanted = f"from {low} to {high}" if high is not None else f"of {low} or more"
+            raise argparse.ArgumentTypeError(f"{text}: give a whole number {wanted}")
+        return value
+
+    number.__name__ = "number"  # argparse names the type in its errors
+    return number
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return value
+
+
+def _agent_commands(
+    sub: Any, parents: list[argparse.ArgumentParser], layout: dict[str, Any]
+) -> list[argparse.ArgumentParser]:
+    """`agents`, `ask` and `tasks`; the `tasks` subcommands' parsers, whose flags take values too."""
+    agents = sub.add_parser(
+        "agents",
+        parents=parents,
+        help="list the agents: the --app apps' and the built-in docs agent",
+        description="List the agents that `ask` (and the server's ask_<agent> tools) run: each one's\n"
+        "model, tools and background tools.",
+        epilog=AGENTS_EXAMPLES,
+        **layout,
+    )
+    agents.add_argument("--model", help=SHELL_MODEL_HELP)
+    agents.add_argument("--json", action="store_true", help=JSON_HELP)
+
+    ask = sub.add_parser(
+        "ask",
+        parents=parents,
+        help="ask an agent, printing its answer as it streams",
+        description="Run an agent here, without MCP, and print its answer on stdout as it streams.\n"
+        "Tool calls, tool results and background task events are short lines on stderr,\n"
+        "with a live line while background tasks run. By default the command stays until\n"
+        "those tasks end and the agent has read their results. Ctrl-C stops the run (exit\n"
+        "130); tasks that had not ended go back to the queue of the app's database.",
+        epilog=ASK_EXAMPLES,
+        **layout,
+    )
+    ask.add_argument("agent", metavar="AGENT", help="agent id, as `lodestar-mcp agents` lists them")
+    ask.add_argument("message", metavar="MESSAGE", help="what to ask; quote it if it has spaces")
+    ask.add_argument("--thread", metavar="ID", help="memory thread to continue (and to save to); default: none")
+    ask.add_argument("--resource", metavar="ID", help="who the thread belongs to, e.g. a user id")
+    ask.add_argument("--model", help=SHELL_MODEL_HELP)
+    ask.add_argument(
+        "--no-until-idle",
+        action="store_false",
+        dest="until_idle",
+        help="return after the first turn, leaving background tasks to the queue, rather than waiting for them",
+    )
+    ask.add_argument("--max-steps", type=_between(1, 100), metavar="N", help="at most N model steps, 1 to 100")
+    ask.add_argument(
+        "--json",
+        action="store_true",
+        help="print the structured result, the fields of the MCP tool ask_<agent>, instead of streaming text",
+    )
+
+    tasks = sub.add_parser(
+        "tasks",
+        parents=parents,
+        help="list, read, cancel or watch background tasks",
+        description="The background tasks of the --app apps (and of the built-in docs agent), read\n"
+        "from the app's database: those that servers and ask commands on it dispatched.",
+        epilog=TASKS_EXAMPLES,
+        **layout,
+    )
+    actions = tasks.add_subparsers(dest="tasks_command", title="commands", metavar="COMMAND", required=True)
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--status", help="pending, running, completed, failed, timed_out or cancelled")
+    filters.add_argument("--agent", metavar="ID", help="tasks this agent dispatched")
+    filters.add_argument("--run", metavar="ID", help="tasks of this agent run")
+    filters.add_argument("--thread", metavar="ID", help="tasks of this memory thread")
+    filters.add_argument("--resource", metavar="ID", help="tasks of this resource (user)")
+    filters.add_argument("--tool", metavar="NAME", help="tasks running this tool")
+    listing = actions.add_parser(
+        "list",
+        parents=[*parents, filters],
+        help="list tasks, newest first",
+        description="List background tasks, newest first: id, status, tool, agent and run.",
+        epilog=TASKS_EXAMPLES,
+        **layout,
+    )
+    listing.add_argument("--limit", type=_between(1, 100), default=20, metavar="N", help="1 to 100 (default 20)")
+    listing.add_argument("--offset", type=_between(0), default=0, metavar="N", help="skip N tasks (default 0)")
+    listing.add_argument("--json", action="store_true", help=JSON_HELP)
+    get = actions.add_parser(
+        "get",
+        parents=parents,
+        help="read one task",
+        description="Print one background task: status, arguments, result or error.",
+        epilog=TASKS_EXAMPLES,
+        **layout,
+    )
+    get.add_argument("task_id", metavar="TASK_ID", help="a task id, as `tasks list` shows it")
+    get.add_argument("--json", action="store_true", help=JSON_HELP + ", with retries and times")
+    cancel = actions.add_parser(
+        "cancel",
+        parents=parents,
+        help="cancel a pending or running task",
+        description="Cancel a pending or running background task. A running one stops shortly after,\n"
+        "in whichever process runs it.",
+        epilog=TASKS_EXAMPLES,
+        **layout,
+    )
+    cancel.add_argument("task_id", metavar="TASK_ID", help="a task id, as `tasks list` shows it")
+    watch = actions.add_parser(
+        "watch",
+        parents=[*parents, filters],
+        help="print task events as they happen, until none is left",
+        description="Print each event of the matching tasks (running, output, completed, failed,\n"
+        "cancelled) as it happens, until none is pending or running (exit 0) or --timeout\n"
+        "passes (exit 124). While it watches, this process also runs queued tasks of the\n"
+        "apps, like a server would: those an interrupted ask left, for instance.",
+        epilog=TASKS_EXAMPLES,
+        **layout,
+    )
+    watch.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop after this long (default: no limit)")
+    return list(actions.choices.values())
 
 
 def _value_flags(parsers: list[argparse.ArgumentParser]) -> frozenset[str]:
@@ -376,6 +538,10 @@ def main(argv: list[str] | None = None) -> None:
             _check_http_flags(args_list, settings)
             _check_some_corpus(settings, settings.corpora)
             _serve(settings)
+        elif args.command in AGENT_COMMANDS:
+            from lodestar.cli_agents import run
+
+            sys.exit(run(args, settings))
         else:
             _run_command(args, settings)
     except LodestarError as exc:
