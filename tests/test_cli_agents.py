@@ -368,7 +368,7 @@ def test_task_flags_are_checked(project: Project) -> None:
     typo = project.run("task", "list")
     assert typo.returncode == 2 and "did you mean 'tasks'?" in typo.stderr
     for command in ("agents", "ask", "tasks"):
-        assert f"examples:\n  lodestar-mcp {command} " in project.run(command, "--help").stdout
+        assert f"examples:\n  lodestar-mcp {command}" in project.run(command, "--help").stdout
 
 
 class Terminal(io.StringIO):
