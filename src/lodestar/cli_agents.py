@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from lodestar.builtin import DOCS_AGENT_ID
 from lodestar.errors import UnknownNameError, UsageError
-from lodestar.server.agent_host import AgentHost, NoModelError, host_for, model_for
+from lodestar.server.agent_host import AgentHost, host_for, model_for
 
 if TYPE_CHECKING:
     from lodestar.background.manager import BackgroundTaskManager
@@ -132,24 +132,23 @@ def _model(agent: Agent, given: str | None) -> str | None:
     """The model to pass: None when the agent has its own; a shell has no client to sample from."""
     if given == "sampling":
         raise UsageError(NO_SAMPLING)
-    try:
-        return model_for(agent, given, None)
-    except NoModelError:
-        raise UsageError(NO_MODEL.format(agent=agent.id)) from None
+    if agent.model is None and not given:
+        raise UsageError(NO_MODEL.format(agent=agent.id))
+    return model_for(agent, given, None)
 
 
 async def _answer(
     host: AgentHost, settings: Settings, args: argparse.Namespace, view: AskView, result: RunResult
 ) -> int:
     view.end_text()
-    if result.error is not None:
-        sys.stderr.write(f"lodestar-mcp: agent {result.agent_id} failed: {result.error.message}\n")
-        return 1
-    if args.json:
+    if args.json:  # a failed run's too: what it did before the failure
         from lodestar.server.agent_tools import answer_of
 
         print(answer_of(result, settings.result_max_tokens).model_dump_json(indent=2))
-    elif not view.printed:
+    if result.error is not None:
+        sys.stderr.write(f"lodestar-mcp: agent {result.agent_id} failed: {result.error.message}\n")
+        return 1
+    if not args.json and not view.printed:
         sys.stderr.write(f"(no text; the run ended: {result.finish_reason})\n")
     left = await _unfinished(host, list(view.running))
     if left:
