@@ -389,3 +389,17 @@ def test_on_a_terminal_the_live_line_is_redrawn_in_place_and_kept_out_of_the_tex
     view.chunk(BackgroundTaskCompletedChunk(run_id="run_1", payload=done))
     assert err.getvalue().endswith("\r\x1b[K\nbackground-task-completed research\n")  # below the text; no live line
     assert view.running == {}
+
+
+def test_an_ask_leaves_the_queued_tasks_of_other_runs_alone(tmp_path: Path) -> None:
+    """A one-shot ask runs only what it dispatches: claiming another run's queued task would start it only to put
+    it back, an attempt spent, when the command exits."""
+    project = Project(tmp_path)
+    first = project.app("ask", "researcher", "research slow", "--no-until-idle")
+    assert first.returncode == 0, first.stderr
+    [queued] = project.tasks()
+    assert queued["status"] == "pending"  # the first ask put its unfinished task back as it exited
+    second = project.app("ask", "researcher", "lookup star")
+    assert second.returncode == 0, second.stderr
+    [after] = project.tasks()
+    assert (after["status"], after["retry_count"]) == ("pending", queued["retry_count"])

@@ -48,9 +48,8 @@ def claimant(owner: str = "p1", executors: frozenset[str] = EVERY_TOOL, limits: 
 
 
 def make(task_id: str, agent: str = "a1", **fields: Any) -> BackgroundTask:
-    return BackgroundTask(
-        id=task_id, tool_name="work", tool_call_id=f"call-{task_id}", agent_id=agent, run_id="run-1", **fields
-    )
+    fields = {"run_id": "run-1", **fields}
+    return BackgroundTask(id=task_id, tool_name="work", tool_call_id=f"call-{task_id}", agent_id=agent, **fields)
 
 
 @pytest.fixture
@@ -137,6 +136,19 @@ async def test_claim_starts_the_oldest_due_tasks_within_the_limits(store: SQLite
 
     busy = claimant(limits=Limits(7, 5))
     assert await store.claim(busy) == []  # the global limit counts every owner's running tasks
+
+
+async def test_a_claimant_of_some_runs_leaves_the_other_runs_tasks_queued(store: SQLiteTaskStore) -> None:
+    """A one-shot process (`lodestar-mcp ask`) runs only what it dispatched: its admission does not start another
+    run's queued task either, which it would only put back, its attempt spent, when it exits."""
+    nobody = claimant("nobody", frozenset())
+    await store.admit(make("theirs"), nobody, require_slot=False)
+    own = Claimant("cli", EVERY_TOOL, LIMITS, 30_000, runs=frozenset({"run-2"}))
+    admitted = await store.admit(make("mine", run_id="run-2"), own, require_slot=False)
+    assert [t.id for t in admitted.claimed] == ["mine"]
+    assert await store.claim(own) == []
+    assert (await store.get("theirs")).status == "pending"  # type: ignore[union-attr]
+    assert [t.id for t in await store.claim(claimant())] == ["theirs"]
 
 
 async def test_claim_with_more_executors_than_one_query_holds(store: SQLiteTaskStore) -> None:

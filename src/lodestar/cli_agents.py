@@ -113,6 +113,7 @@ def ask(host: AgentHost, settings: Settings, args: argparse.Namespace) -> int:
 
 async def _ask(host: AgentHost, settings: Settings, args: argparse.Namespace, view: AskView) -> int:
     try:
+        await host.open(own_runs_only=True)
         agent = await host.agent(args.agent)
         options = {
             "thread": args.thread,

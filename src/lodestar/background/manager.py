@@ -102,6 +102,7 @@ class BackgroundTaskManager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claim_wanted = asyncio.Event()
         self._maybe_pending = True
+        self.own_runs: set[str] | None = None
         self._seen_seq = 0
         self._answered: dict[str, None] = {}  # tasks whose result a step waited for (wait_timeout_ms), newest last
 
@@ -114,7 +115,13 @@ class BackgroundTaskManager:
     @property
     def claimant(self) -> Claimant:
         limits = Limits(self.config.global_concurrency, self.config.per_agent_concurrency)
-        return Claimant(self.owner, frozenset(self._executors), limits, self.config.lease_ms)
+        runs = frozenset(self.own_runs) if self.own_runs is not None else None
+        return Claimant(self.owner, frozenset(self._executors), limits, self.config.lease_ms, runs)
+
+    def claim_own_runs_only(self) -> None:
+        """For a short-lived process (`lodestar-mcp ask`): run only the tasks this process dispatches. Claiming
+        another process's queued tasks would start them only to put them back, their attempt spent, on exit."""
+        self.own_runs = set()
 
     async def start(self) -> None:
         """Start the workers (once per event loop): first recover what dead processes left, then claim. State of
@@ -201,6 +208,8 @@ class BackgroundTaskManager:
         return await self._guarded(self._admit(task, require_slot))
 
     async def _admit(self, task: BackgroundTask, require_slot: bool) -> Admission:
+        if self.own_runs is not None:
+            self.own_runs.add(task.run_id)
         admission = await self.store.admit(task, self.claimant, require_slot=require_slot)
         if admission.admitted and task.id not in {t.id for t in admission.claimed}:
             self._maybe_pending = True

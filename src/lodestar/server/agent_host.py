@@ -129,14 +129,17 @@ class AgentHost:
         own_builtin = self.builtin_agent and not self.apps
         return own_builtin or any(app.background_tasks.enabled for _, app in self.apps)
 
-    async def open(self) -> None:
+    async def open(self, *, own_runs_only: bool = False) -> None:
         """Opens the apps (their task workers start, and tasks left by a killed process are recovered); the
-        built-in agent's own app too when it is the only one, so its tasks have a home."""
+        built-in agent's own app too when it is the only one, so its tasks have a home. A one-shot process
+        passes `own_runs_only`: it runs only the tasks it dispatches, leaving the queue to the servers."""
         async with self._opening:
             if self._open:
                 return
             self._builtin_alone()
             for _, app in self.apps:
+                if own_runs_only and app.tasks is not None:
+                    app.tasks.claim_own_runs_only()
                 await self._stack.enter_async_context(app)
             self._open = True
 

@@ -427,7 +427,7 @@ def _claim(
     while len(claimed) < free and executors and scanned < CLAIM_SCAN:
         full = [agent for agent, count in running.items() if count >= limits.per_agent_concurrency]
         wanted = free - len(claimed)
-        rows = _pending(conn, executors, full, after, now, wanted)
+        rows = _pending(conn, executors, full, after, now, wanted, claimant.runs)
         for row in rows:
             scanned, after, agent = scanned + 1, row["seq"], row["agent_id"]
             if running.get(agent, 0) < limits.per_agent_concurrency:
@@ -440,21 +440,30 @@ def _claim(
 
 
 def _pending(
-    conn: sqlite3.Connection, executors: list[str], full: list[str], after: int, now: float, count: int
+    conn: sqlite3.Connection,
+    executors: list[str],
+    full: list[str],
+    after: int,
+    now: float,
+    count: int,
+    runs: frozenset[str] | None,
 ) -> list[sqlite3.Row]:
-    """The `count` oldest due pending tasks after `after` of these executors, of agents not in `full`.
+    """The `count` oldest due pending tasks after `after` of these executors, of agents not in `full`, and of
+    these `runs` when given.
 
     One ordered index range per executor, merged: `executor IN (...) ORDER BY seq` would read and sort every
     pending task of the executors instead (0.3 ms at 2,000 queued, against 0.03 ms)."""
+    only = sorted(runs) if runs is not None else []
+    of_runs = f"AND run_id IN ({_marks(only)}) " if runs is not None else ""
     arm = (
         "SELECT * FROM (SELECT * FROM background_tasks WHERE status = 'pending' AND executor = ? AND seq > ? "
-        f"AND run_after <= ? AND agent_id NOT IN ({_marks(full)}) ORDER BY seq LIMIT ?)"
+        f"AND run_after <= ? AND agent_id NOT IN ({_marks(full)}) {of_runs}ORDER BY seq LIMIT ?)"
     )
     rows: list[sqlite3.Row] = []
     for start in range(0, len(executors), MAX_ARMS):
         group = executors[start : start + MAX_ARMS]
         sql = " UNION ALL ".join([arm] * len(group)) + " ORDER BY seq LIMIT ?"
-        params = [value for executor in group for value in (executor, after, now, *full, count)]
+        params = [value for executor in group for value in (executor, after, now, *full, *only, count)]
         rows += conn.execute(sql, (*params, count)).fetchall()
     return sorted(rows, key=lambda row: row["seq"])[:count]
 

@@ -123,6 +123,7 @@ class Claimant:
     executors: frozenset[str]
     limits: Limits
     lease_ms: int
+    runs: frozenset[str] | None = None  # only tasks these runs dispatched (a one-shot process); None: any task
 
 
 @dataclass(frozen=True, slots=True)
