@@ -9,6 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from lodestar._text import as_text
 from lodestar.server.agent_host import AgentHost, AgentInfo, model_for
 from lodestar.server.log_levels import wants_debug
 
@@ -110,7 +111,7 @@ def _fit(answer: AskResult, holders: list[tuple[Any, str]], budget: int) -> None
         return
     for (holder, where), size in zip(holders, sizes, strict=True):
         if size > cap:
-            holder.result = _cut(_json(holder.result), cap, where)
+            holder.result = _cut(as_text(holder.result), cap, where)
             answer.cut += 1
 
 
@@ -140,10 +141,6 @@ def _share(sizes: list[int], room: int) -> int | None:
 
 def _encoded(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
-
-
-def _json(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _text(answer: AskResult) -> str:

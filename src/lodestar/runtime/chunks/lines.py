@@ -3,9 +3,9 @@ prints. The chunk's JSON stays the full record; a line only says what happened."
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from ..._text import as_text
 from .base import BaseChunk
 
 LINE_MAX = 200
@@ -14,10 +14,6 @@ LINE_MAX = 200
 
 def _clip(text: str, limit: int = LINE_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _json(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def chunk_line(chunk: BaseChunk) -> str:
@@ -50,9 +46,9 @@ def _detail(kind: str, payload: Any) -> str:
     if kind.startswith("background-task-"):
         return payload.tool_name
     if kind == "tool-call":
-        return f"{payload.tool_name} {_json(payload.args)}"
+        return f"{payload.tool_name} {as_text(payload.args)}"
     if kind == "tool-result":
-        return f"{payload.tool_name} {_json(payload.result)}"
+        return f"{payload.tool_name} {as_text(payload.result)}"
     if kind == "tool-output":
-        return f"{payload.tool_name} {_json(payload.output)}"
+        return f"{payload.tool_name} {as_text(payload.output)}"
     return getattr(payload, "tool_name", "")
