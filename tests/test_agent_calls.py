@@ -15,7 +15,7 @@ import anyio
 import pytest
 from conftest import write_corpus
 from llm_servers import LLMServer, Turn
-from mcp import Client, MCPDeprecationWarning
+from mcp import Client, InputRequiredRoundsExceededError, MCPDeprecationWarning
 from mcp.types import (
     CreateMessageRequestParams,
     CreateMessageResultWithTools,
@@ -307,3 +307,14 @@ async def test_long_tool_results_are_cut_to_the_budget_and_the_text_stays_whole(
     assert small == "sunny in Oslo"
     (tool_message,) = [m for m in saved if m.role == "tool"]
     assert [part.result for part in tool_message.content[:2]] == ["x" * 200_000, quoted]  # kept whole
+
+
+async def test_the_clients_round_limit_ends_a_sampling_run_saying_how_to_raise_it(tmp_path: Path) -> None:
+    """On 2026-07-28 each model turn is one round: a tool call and its answer take two, over a limit of one."""
+    tools = SamplingCapability(tools=SamplingToolsCapability())
+    options = {"sampling_callback": sampled, "sampling_capabilities": tools, "input_required_max_rounds": 1}
+    async with serve(tmp_path, Agent("helper", tools=[weather]), mode="auto", **options) as client:
+        with pytest.raises(InputRequiredRoundsExceededError, match="raise input_required_max_rounds on the Client"):
+            await client.call_tool("ask_helper", {"message": "weather in Oslo?"})
+        answered = await client.call_tool("search_docs", {"query": "threads"})  # the server goes on serving
+    assert not answered.is_error
