@@ -175,3 +175,31 @@ async def test_a_server_without_an_app_has_no_task_tools(tmp_path: Path) -> None
     async with Client(build_server(Settings(cache_dir=tmp_path / "cache"), docs)) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
     assert "search_docs" in names and not {name for name in names if "background" in name}
+
+
+async def test_list_pages_past_the_stores_page_size_over_two_databases(tmp_path: Path) -> None:
+    """Two apps on two files: each store answers at most MAX_PER_PAGE tasks a page, and a page far into the merged
+    list still comes back (it asked each store for offset + limit tasks in one page)."""
+    from lodestar.storage.sqlite_tasks import MAX_PER_PAGE
+
+    docs = DocsService([str(write_corpus(tmp_path / "docs"))], tmp_path / "cache")
+    docs.load()
+    apps = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        agent = Agent(f"agent_{name}", model=ScriptedModel(["ok"]), tools=[quick])
+        apps.append((name, app_with(tmp_path / name, agent)))
+    host = AgentHost(docs, apps, builtin_agent=False)
+    each = MAX_PER_PAGE // 2 + 10
+    async with Client(build_server(Settings(cache_dir=tmp_path / "cache"), docs, host)) as client:
+        for name, app in apps:
+            assert app.tasks is not None
+            for n in range(each):
+                await app.tasks.enqueue(f"agent_{name}", "quick", {"topic": str(n)})
+        listed = await call(client, "list_background_tasks", limit=20, offset=MAX_PER_PAGE)
+        assert listed["total"] == 2 * each and len(listed["tasks"]) == 2 * each - MAX_PER_PAGE
+        pages = [await call(client, "list_background_tasks", limit=100, offset=n) for n in range(0, 2 * each, 100)]
+    listed_all = [task for page in pages for task in page["tasks"]]
+    assert len({task["id"] for task in listed_all}) == len(listed_all) == 2 * each
+    assert [t["created_at"] for t in listed_all] == sorted((t["created_at"] for t in listed_all), reverse=True)
+

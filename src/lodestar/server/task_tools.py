@@ -131,12 +131,45 @@ async def list_page(manager: BackgroundTaskManager, filters: dict[str, str], lim
 
 
 async def list_all(managers: list[BackgroundTaskManager], filters: dict[str, str], limit: int, offset: int) -> TaskList:
-    """One page over every database, newest first: each gives its first `offset + limit`, and they are merged."""
+    """One page over every database, newest first: their lists merged as they are read, a page of each at a time,
+    so a page far on holds no more than a page of each database."""
+    from lodestar.storage.sqlite_tasks import MAX_PER_PAGE
+
     if len(managers) == 1:
         return await list_page(managers[0], filters, limit, offset)
-    pages = [await list_page(manager, filters, offset + limit, 0) for manager in managers]
-    tasks = sorted((task for page in pages for task in page.tasks), key=lambda task: task.created_at, reverse=True)
-    return TaskList(tasks=tasks[offset : offset + limit], total=sum(page.total for page in pages))
+    readers = [_Newest(manager, filters, min(offset + limit, MAX_PER_PAGE)) for manager in managers]
+    tasks: list[TaskInfo] = []
+    for index in range(offset + limit):
+        heads = [(task, reader) for reader in readers if (task := await reader.head()) is not None]
+        if not heads:
+            break
+        task, reader = max(heads, key=lambda head: head[0].created_at)
+        reader.page.popleft()
+        if index >= offset:
+            tasks.append(task)
+    return TaskList(tasks=tasks, total=sum(reader.total for reader in readers))  # each was read: limit >= 1
+
+
+class _Newest:
+    """One database's matching tasks, newest first, read a page at a time."""
+
+    def __init__(self, manager: BackgroundTaskManager, filters: dict[str, str], per_page: int) -> None:
+        self.manager = manager
+        self.filters = filters
+        self.per_page = per_page
+        self.page: deque[TaskInfo] = deque()
+        self.read = 0
+        self.total = 0
+        self.ended = False
+
+    async def head(self) -> TaskInfo | None:
+        if not self.page and not self.ended:
+            listed = await list_page(self.manager, self.filters, self.per_page, self.read)
+            self.total = listed.total if self.read == 0 else self.total
+            self.page.extend(listed.tasks)
+            self.read += len(listed.tasks)
+            self.ended = len(listed.tasks) < self.per_page
+        return self.page[0] if self.page else None
 
 
 async def _active(manager: BackgroundTaskManager, filters: dict[str, str]) -> int:
