@@ -9,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import pytest
-from test_agent_server import connect, serve_args, write_app
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from test_agent_server import TIMEOUT_S, Progress, connect, serve_args, write_app
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +82,52 @@ def test_a_stdout_that_is_a_file_is_served_too(tmp_path: Path) -> None:
     answers = [json.loads(line) for line in out.read_text().splitlines()]
     assert [a["id"] for a in answers] == [1, 2]
     assert "search_docs" in {tool["name"] for tool in answers[1]["result"]["tools"]}
+
+
+HELD_SERVER = """
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+
+from lodestar.runtime.chunks.base import ErrorInfo
+from lodestar.runtime.chunks.run import ErrorChunk, ErrorPayload
+from lodestar.server.progress import ChunkProgress
+from lodestar.server.stdio import serve_stdio
+
+server = MCPServer("held")
+
+
+def chunk(message: str) -> ErrorChunk:
+    return ErrorChunk(run_id="r", payload=ErrorPayload(error=ErrorInfo(message=message)))
+
+
+@server.tool()
+async def rounds(ctx: Context) -> str:
+    progress = ChunkProgress()
+    for n in range(3):  # while no round is open
+        await progress.chunk(chunk(f"held {n}"))
+
+    async def run_goes_on() -> None:  # the model answered: the run goes on as the next round opens
+        for n in range(3):
+            await progress.chunk(chunk(f"new {n}"))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(progress.attach, ctx)
+        group.start_soon(run_goes_on)
+    return "ok"
+
+
+anyio.run(serve_stdio, server)
+"""
+
+
+async def test_notifications_held_between_rounds_go_out_before_the_next_rounds_own(tmp_path: Path) -> None:
+    """A sampling run's chunks while no round is open are held (ChunkProgress.attach sends them as the next round
+    opens); the run's new chunks, sent meanwhile, must come after them, not between them."""
+    (tmp_path / "held_server.py").write_text(HELD_SERVER, "utf-8")
+    progress = Progress()
+    params = StdioServerParameters(command=sys.executable, args=[str(tmp_path / "held_server.py")])
+    with anyio.fail_after(TIMEOUT_S), (tmp_path / "server.err").open("a") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            result = await client.call_tool("rounds", {}, progress_callback=progress)
+    assert not result.is_error
+    assert progress.lines == [f"error {kind} {n}" for kind in ("held", "new") for n in range(3)]

@@ -3,6 +3,7 @@ client that asked for debug logs (log_levels.wants_debug)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import warnings
 from collections import deque
@@ -40,13 +41,13 @@ class ChunkProgress:
         self.dropped = 0
         self._ctx: Context[Any, Any] | None = None
         self._held: deque[tuple[str | None, dict[str, Any] | None]] = deque()
+        self._sending = asyncio.Lock()
         self._text: dict[str, tuple[str, str]] = {}  # block id -> (line label, text not yet sent)
         self._last: dict[str, float] = {}  # block id -> when its text was last sent
 
     async def attach(self, ctx: Context[Any, Any]) -> None:
         self._ctx = ctx
-        while self._held and self._ctx is ctx:
-            await self._send(*self._held.popleft())
+        await self._drain()
 
     def detach(self) -> None:
         self._ctx = None
@@ -84,14 +85,19 @@ class ChunkProgress:
             await self._notify(f"{label} {text}".rstrip(), None)
 
     async def _notify(self, line: str | None, record: dict[str, Any] | None) -> None:
-        """A progress line, or a debug log record, or both; held while no request is open."""
-        if self._ctx is None:
-            if len(self._held) == HELD_MAX:
-                self._held.popleft()
-                self.dropped += 1
-            self._held.append((line, record))
-            return
-        await self._send(line, record)
+        """A progress line, or a debug log record, or both; held while no request is open. Sent in order: behind
+        those held, which the next round's `attach` may still be sending as the run goes on."""
+        if self._ctx is None and len(self._held) == HELD_MAX:
+            self._held.popleft()
+            self.dropped += 1
+        self._held.append((line, record))
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Sends what is held, one sender at a time: the caller waits until its own has gone (or none is open)."""
+        async with self._sending:
+            while self._held and self._ctx is not None:
+                await self._send(*self._held.popleft())
 
     async def _send(self, line: str | None, record: dict[str, Any] | None) -> None:
         assert self._ctx is not None
