@@ -19,6 +19,7 @@ from lodestar.runtime.models.scripted import ScriptedModel
 from lodestar.server.agent_host import AgentHost
 from lodestar.server.app import build_server
 from lodestar.settings import Settings
+from lodestar.storage import SQLiteStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -203,3 +204,31 @@ async def test_list_pages_past_the_stores_page_size_over_two_databases(tmp_path:
     assert len({task["id"] for task in listed_all}) == len(listed_all) == 2 * each
     assert [t["created_at"] for t in listed_all] == sorted((t["created_at"] for t in listed_all), reverse=True)
 
+
+async def listed_total(tmp_path: Path, paths: list[str | Path]) -> int:
+    """How many tasks list_background_tasks counts with one app per storage path, each having enqueued one task."""
+    docs = DocsService([str(write_corpus(tmp_path / "docs"))], tmp_path / "cache")
+    docs.load()
+    apps = []
+    for n, path in enumerate(paths):
+        agent = Agent(f"agent_{n}", model=ScriptedModel(["ok"]), tools=[quick])
+        apps.append((f"app{n}", Lodestar([agent], storage=SQLiteStorage(path), background_tasks={"enabled": True})))
+    host = AgentHost(docs, apps, builtin_agent=False)
+    async with Client(build_server(Settings(cache_dir=tmp_path / "cache"), docs, host)) as client:
+        for n, (_, app) in enumerate(apps):
+            assert app.tasks is not None
+            await app.tasks.enqueue(f"agent_{n}", "quick", {"topic": str(n)})
+        listed = await call(client, "list_background_tasks")
+    assert len(listed["tasks"]) == listed["total"]
+    return listed["total"]
+
+
+async def test_two_apps_on_one_file_named_two_ways_list_each_task_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert await listed_total(tmp_path, ["tasks.db", tmp_path / "tasks.db"]) == 2
+
+
+async def test_two_apps_in_memory_list_the_tasks_of_both(tmp_path: Path) -> None:
+    assert await listed_total(tmp_path, [":memory:", ":memory:"]) == 2

@@ -7,6 +7,7 @@ agent or task tool is first called: serving the docs tools alone starts as fast 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
@@ -176,8 +177,16 @@ class AgentHost:
         found: dict[str, BackgroundTaskManager] = {}
         for _, app in self.apps:
             if app.tasks is not None:
-                found.setdefault(repr(app.tasks.store), app.tasks)
+                found.setdefault(_database(app.tasks.store), app.tasks)
         return list(found.values())
+
+
+def _database(store: object) -> str:
+    """Which database a task store is in: a file however its path is written; each `:memory:` store its own."""
+    path = getattr(store, "path", None)
+    if not isinstance(path, str) or path in ("", ":memory:"):
+        return f"store {id(store)}"
+    return os.path.realpath(path)
 
 
 def host_for(settings: Settings, docs: DocsService) -> AgentHost:
