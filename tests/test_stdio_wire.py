@@ -131,3 +131,65 @@ async def test_notifications_held_between_rounds_go_out_before_the_next_rounds_o
             result = await client.call_tool("rounds", {}, progress_callback=progress)
     assert not result.is_error
     assert progress.lines == [f"error {kind} {n}" for kind in ("held", "new") for n in range(3)]
+
+
+def _exchange(tmp_path: Path, ours: int, theirs: int) -> list[int]:
+    """The ids answered to initialize and two tools/list, with the server's stdin and stdout on `theirs`, one
+    descriptor as a terminal or a socketpair gives it (our end: `ours`)."""
+    import os
+    import select
+
+    env = {"LODESTAR_CACHE_DIR": str(tmp_path / "cache"), "PATH": ""}
+    with (tmp_path / "server.err").open("wb") as errlog:
+        server = subprocess.Popen(
+            [sys.executable, *serve_args(tmp_path)], stdin=theirs, stdout=theirs, stderr=errlog, env=env
+        )
+    os.close(theirs)
+    answered: list[int] = []
+    buffer = b""
+    deadline = time.monotonic() + 60  # a bound that only fires on a hang
+    requests = [
+        {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]  # fmt: skip
+    try:
+        for request in requests:
+            os.write(ours, (json.dumps(request) + "\n").encode())
+            while "id" in request and request["id"] not in answered and time.monotonic() < deadline:
+                if server.poll() is not None:
+                    return answered  # it quit
+                if select.select([ours], [], [], 0.1)[0]:
+                    try:
+                        buffer += os.read(ours, 1 << 16)
+                    except OSError:  # a terminal whose other side is closed
+                        return answered
+                    *lines, buffer = buffer.split(b"\n")
+                    answered += [json.loads(line)["id"] for line in lines if line.startswith(b"{")]
+        return answered
+    finally:
+        server.kill()
+        server.wait()
+        os.close(ours)
+
+
+def test_a_terminal_for_stdin_and_stdout_is_served_past_the_first_answer(tmp_path: Path) -> None:
+    """A terminal is one open file for stdin and stdout: making stdout non-blocking made stdin read EOF."""
+    import pty
+    import termios
+
+    ours, theirs = pty.openpty()
+    attrs = termios.tcgetattr(theirs)
+    attrs[3] &= ~(termios.ECHO | termios.ICANON)  # what we type is not echoed back onto the wire we read
+    termios.tcsetattr(theirs, termios.TCSANOW, attrs)
+    assert _exchange(tmp_path, ours, theirs) == [0, 1, 2]
+
+
+def test_one_socket_for_stdin_and_stdout_is_served_past_the_first_answer(tmp_path: Path) -> None:
+    """As socat's EXEC or a socket-activated service starts a server: one socket on both descriptors."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    assert _exchange(tmp_path, ours.detach(), theirs.detach()) == [0, 1, 2]

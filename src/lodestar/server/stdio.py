@@ -41,17 +41,21 @@ class PipeWriter:
 
 
 def _pipe_like(fd: int) -> bool:
-    """asyncio's pipe transport serves pipes, sockets and character devices; a file on disk is written as before."""
+    """A pipe or a socket that is stdout's alone. asyncio's pipe transport makes its file non-blocking for every
+    descriptor on it: a terminal (stdin and stderr too) or one socket on stdin and stdout (socat, socket
+    activation) would then read EOF on stdin, so those and a file on disk are written as before."""
     try:
         mode = os.fstat(fd).st_mode
+        shared = os.path.sameopenfile(fd, 0)
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and not shared
 
 
 async def serve_stdio(server: MCPServer[Any]) -> None:
     """Serves `server` on stdin/stdout. The SDK still claims fd 1 (stray prints go to stderr, never the wire); only
-    the writing changes. Windows, and a stdout that is a file, keep the SDK's own writer."""
+    the writing changes. Windows, and a stdout that is a file, a terminal or stdin's socket, keep the SDK's own
+    writer."""
     from mcp.server import stdio
 
     if sys.platform == "win32" or not _pipe_like(1):
