@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from conftest import write_corpus
 from mcp import Client
@@ -232,3 +233,20 @@ async def test_two_apps_on_one_file_named_two_ways_list_each_task_once(
 
 async def test_two_apps_in_memory_list_the_tasks_of_both(tmp_path: Path) -> None:
     assert await listed_total(tmp_path, [":memory:", ":memory:"]) == 2
+
+
+async def test_a_database_that_cannot_be_opened_is_an_error_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The built-in agent's own database opens on the first call: a path it cannot open (here under a file) fails
+    that call, and the next, with the path; it used to kill the store's thread and leave every call waiting."""
+    (tmp_path / "a-file").write_text("not a directory", "utf-8")
+    monkeypatch.setenv("LODESTAR_DB", str(tmp_path / "a-file" / "agents.db"))
+    docs = DocsService([str(write_corpus(tmp_path / "docs"))], tmp_path / "cache")
+    docs.load()
+    host = AgentHost(docs, [], builtin_agent=True)
+    with anyio.fail_after(30):  # a bound that only fires on a hang
+        async with Client(build_server(Settings(cache_dir=tmp_path / "cache"), docs, host)) as client:
+            for _ in range(2):
+                text = await error(client, "list_background_tasks")
+                assert str(tmp_path / "a-file" / "agents.db") in text and "File exists" in text

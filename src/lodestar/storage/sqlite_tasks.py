@@ -351,7 +351,7 @@ class SQLiteTaskStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:  # opening, locking or committing failed: every call of the batch did
+        except (sqlite3.Error, OSError) as exc:  # opening (or making its folder), locking or committing failed
             error = StorageError(f"{self.path}: background task store: {exc}")
             return [(None, error)] * len(calls)
         except StorageError as exc:
