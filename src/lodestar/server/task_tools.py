@@ -215,24 +215,32 @@ async def watch(
 
 async def _watch_one(manager: BackgroundTaskManager, filters: dict[str, str], seen: _Watch, idle: list[bool]) -> None:
     """The subscription opens before the first look at the tasks, so an end in between is seen. It takes every
-    status: a watched pending task leaves the filter by starting, and the count is read again."""
+    status: a watched pending task leaves the filter by starting, and the count is read again. A task reported
+    running is watched to its end even when the count, read after the end was committed, is already 0: its end's
+    update is on its way."""
     from lodestar.background.chunks import chunk_of, running_chunk
     from lodestar.storage.tasks import TaskFilter
 
     where = TaskFilter(**filters)
     await manager.start()
     subscription = manager.subscribe(TaskFilter(**{**filters, "status": None}).matches)
+    unended: set[str] = set()  # reported running, their end not yet
     try:
         if where.status in (None, "running"):
             running = await manager.list_tasks(page=0, per_page=WATCH_EVENTS_KEPT, **{**filters, "status": "running"})
             for task in reversed(running.tasks):
+                unended.add(task.id)
                 await seen.emit(running_chunk(task))
         done = await _active(manager, filters) == 0
-        while not done:
+        while not done or unended:
             update = await subscription.get()
             chunk = chunk_of(update) if where.matches(update.task) or update.task.terminal else None
             if chunk is not None:
                 await seen.emit(chunk)
+            if update.kind == "running" and chunk is not None:
+                unended.add(update.task.id)
+            elif update.task.terminal:
+                unended.discard(update.task.id)
             if update.kind != "output":  # output changes no count
                 done = await _active(manager, filters) == 0
         idle.append(True)
