@@ -4,6 +4,7 @@ arrives whole and in order, and a stdout that is a file keeps the SDK's own writ
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -193,3 +194,34 @@ def test_one_socket_for_stdin_and_stdout_is_served_past_the_first_answer(tmp_pat
 
     ours, theirs = socket.socketpair()
     assert _exchange(tmp_path, ours.detach(), theirs.detach()) == [0, 1, 2]
+
+
+def test_the_stdout_pipe_is_left_blocking_as_it_came(tmp_path: Path) -> None:
+    """The pipe transport makes the pipe's file non-blocking; whatever writes to it after the server (a wrapper
+    script, the next command of a shell) must not meet EAGAIN."""
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+    ]  # fmt: skip
+    ours, theirs = os.pipe()
+    env = {"LODESTAR_CACHE_DIR": str(tmp_path / "cache"), "PATH": ""}
+    server = subprocess.Popen(
+        [sys.executable, *serve_args(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=theirs,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        assert server.stdin is not None
+        server.stdin.write("".join(json.dumps(r) + "\n" for r in requests).encode())
+        server.stdin.flush()
+        with os.fdopen(ours, "rb", closefd=False) as wire:
+            assert json.loads(wire.readline())["id"] == 1  # served through the pipe transport
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0
+        assert os.get_blocking(theirs)  # the same open file as the server's stdout
+    finally:
+        server.kill()
+        os.close(ours)
+        os.close(theirs)

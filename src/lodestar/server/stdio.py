@@ -6,6 +6,7 @@ cost the run 0.4 ms. Here stdout is asyncio's non-blocking pipe transport: a wri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import sys
@@ -43,10 +44,11 @@ class PipeWriter:
 def _pipe_like(fd: int) -> bool:
     """A pipe or a socket that is stdout's alone. asyncio's pipe transport makes its file non-blocking for every
     descriptor on it: a terminal (stdin and stderr too) or one socket on stdin and stdout (socat, socket
-    activation) would then read EOF on stdin, so those and a file on disk are written as before."""
+    activation) would then read EOF on stdin, and a stderr on the same pipe (`2>&1`) could refuse a log line when
+    the pipe is full, so those and a file on disk are written as before."""
     try:
         mode = os.fstat(fd).st_mode
-        shared = os.path.sameopenfile(fd, 0)
+        shared = any(os.path.sameopenfile(fd, other) for other in (0, 2))
     except OSError:
         return False
     return (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and not shared
@@ -69,5 +71,7 @@ async def serve_stdio(server: MCPServer[Any]) -> None:
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
     finally:
         writer.close()
+        with contextlib.suppress(OSError):  # the pipe goes back as it came, for whatever writes to it next
+            os.set_blocking(wire.fileno(), True)
         if release is not None:
             release()
