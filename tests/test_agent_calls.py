@@ -318,3 +318,17 @@ async def test_the_clients_round_limit_ends_a_sampling_run_saying_how_to_raise_i
             await client.call_tool("ask_helper", {"message": "weather in Oslo?"})
         answered = await client.call_tool("search_docs", {"query": "threads"})  # the server goes on serving
     assert not answered.is_error
+
+
+async def test_the_instructions_name_the_agent_and_task_tools_only_when_served(tmp_path: Path) -> None:
+    from lodestar.server.app import instructions
+
+    docs = DocsService([], tmp_path / "cache")
+    plain = Lodestar([Agent("helper")], storage=SQLiteStorage(tmp_path / "plain.db"))
+    tasking = Lodestar([Agent("helper")], storage=SQLiteStorage(tmp_path / "tasks.db"), background_tasks=True)
+    docs_only = instructions(None)
+    agents_only = instructions(AgentHost(docs, [("plain", plain)], builtin_agent=False))
+    with_tasks = instructions(AgentHost(docs, [("tasks", tasking)], builtin_agent=False))
+    assert "ask_" not in docs_only and "background" not in docs_only
+    assert "ask_<agent_id>" in agents_only and "list_background_tasks" not in agents_only
+    assert "ask_<agent_id>" in with_tasks and "list_background_tasks" in with_tasks

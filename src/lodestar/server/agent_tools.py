@@ -66,7 +66,11 @@ class AskResult(BaseModel):
 
 def answer_of(result: RunResult, budget_tokens: int) -> AskResult:
     """The run's answer, with long tool and task results cut so that the whole fits `budget_tokens`."""
-    where = f"memory thread {result.thread_id}" if result.thread_id else "the run's messages"
+    where = (
+        f"memory thread {result.thread_id}"
+        if result.thread_id
+        else "not kept: ask again with a thread_id to keep whole results in memory"
+    )
     calls = [
         CallInfo(tool_call_id=r.tool_call_id, tool_name=r.tool_name, args=r.args, result=r.result, is_error=r.is_error)
         for r in result.tool_results
@@ -95,7 +99,9 @@ def answer_of(result: RunResult, budget_tokens: int) -> AskResult:
         usage=UsageInfo(**result.usage.model_dump()),
         tripwire=result.tripwire.model_dump(mode="json") if result.tripwire is not None else None,
     )
-    holders: list[tuple[Any, str]] = [(c, f"the full result is in {where}") for c in calls]
+    holders: list[tuple[Any, str]] = [
+        (c, f"the full result is in {where}" if result.thread_id else f"the full result is {where}") for c in calls
+    ]
     holders += [(t, f"get_background_task({t.id!r}) has it whole") for t in tasks]
     _fit(answer, holders, budget_tokens * CHARS_PER_TOKEN)
     return answer

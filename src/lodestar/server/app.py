@@ -26,9 +26,16 @@ INSTRUCTIONS = (
     "list_corpora shows which documentation sets are loaded."
 )
 AGENT_INSTRUCTIONS = (
-    " Agents run as ask_<agent_id> tools (list_agents describes them), reporting each step as progress; "
-    "background tasks they start are followed with list_background_tasks and watch_background_tasks."
+    " Agents run as ask_<agent_id> tools (list_agents describes them), reporting each step as progress."
 )
+TASK_INSTRUCTIONS = " Background tasks they start are followed with list_background_tasks and watch_background_tasks."
+
+
+def instructions(host: AgentHost | None) -> str:
+    """What the client's model reads about this server: the agent and task tools only when they are served."""
+    agents = AGENT_INSTRUCTIONS if host is not None and host.infos else ""
+    tasks = TASK_INSTRUCTIONS if host is not None and host.has_tasks else ""
+    return INSTRUCTIONS + agents + tasks
 
 
 def build_server(settings: Settings, docs: DocsService, host: AgentHost | None = None) -> MCPServer:
@@ -57,7 +64,7 @@ def build_server(settings: Settings, docs: DocsService, host: AgentHost | None =
     server = PlainServer(
         "lodestar",
         version=__version__,
-        instructions=INSTRUCTIONS + (AGENT_INSTRUCTIONS if host is not None and host.infos else ""),
+        instructions=instructions(host),
         website_url="https://github.com/lodestar-mcp/lodestar",
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]
