@@ -83,10 +83,9 @@ def list_agents(host: AgentHost, settings: Settings, as_json: bool) -> int:
         else "(server's model: --model, LODESTAR_MODEL or an MCP client's through sampling; none given)"
     )
     for info in host.infos:
-        tools = ", ".join(f"{t} (background)" if t in info.background_tools else t for t in info.tools) or "none"
         print(f"{info.id}: {info.description or info.name}")
         print(f"  model: {info.model or given}")
-        print(f"  tools: {tools}")
+        print(f"  tools: {info.tool_list()}")
     return 0
 
 

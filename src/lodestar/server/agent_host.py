@@ -33,6 +33,10 @@ class AgentInfo(BaseModel):
     tools: list[str]
     background_tools: list[str] = Field(description="Tools that may run as background tasks")
 
+    def tool_list(self) -> str:
+        """`search_docs, research (background)`: the tools as a person or a model reads them."""
+        return ", ".join(f"{t} (background)" if t in self.background_tools else t for t in self.tools) or "none"
+
     @classmethod
     def of(cls, agent: Agent) -> AgentInfo:
         model = agent.model if agent.model is None or isinstance(agent.model, str) else _model_id(agent.model)

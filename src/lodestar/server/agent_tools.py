@@ -202,10 +202,9 @@ def _ask_tool(host: AgentHost, agent_id: str, default_model: str | None, budget_
 
 
 def _description(info: AgentInfo) -> str:
-    tools = ", ".join(f"{t} (background)" if t in info.background_tools else t for t in info.tools) or "none"
     about = info.description or f"The {info.name} agent."
     return (
-        f"{about}\n\nAsk the {info.id} agent; it answers in its own words. Its tools: {tools}. Progress "
+        f"{about}\n\nAsk the {info.id} agent; it answers in its own words. Its tools: {info.tool_list()}. Progress "
         "notifications report each step; pass thread_id to continue a conversation."
     )
 
