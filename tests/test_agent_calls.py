@@ -332,3 +332,17 @@ async def test_the_instructions_name_the_agent_and_task_tools_only_when_served(t
     assert "ask_" not in docs_only and "background" not in docs_only
     assert "ask_<agent_id>" in agents_only and "list_background_tasks" not in agents_only
     assert "ask_<agent_id>" in with_tasks and "list_background_tasks" in with_tasks
+
+
+async def test_background_tools_are_those_the_app_would_run_in_the_background(tmp_path: Path) -> None:
+    """The agent's own settings count (all its tools, or none), and an app without background tasks runs none."""
+    docs = DocsService([], tmp_path / "cache")
+    every = Agent("every", tools=[weather], background_tasks={"tools": "all"})
+    never = Agent("never", tools=[weather, research_tool(Gate())], background_tasks={"disabled": True})
+    tasking = Lodestar([every, never], storage=SQLiteStorage(tmp_path / "tasks.db"), background_tasks=True)
+    inline = Lodestar([Agent("inline", tools=[research_tool(Gate())])], storage=SQLiteStorage(tmp_path / "p.db"))
+    host = AgentHost(docs, [("tasks", tasking), ("inline", inline)], builtin_agent=True)
+    listed = {info.id: info.background_tools for info in host.infos}
+    assert listed == {"every": ["weather"], "never": [], "inline": [], "docs": ["research"]}
+    alone = AgentHost(docs, [("inline", Lodestar([], storage=SQLiteStorage(tmp_path / "q.db")))], builtin_agent=True)
+    assert [(info.id, info.background_tools) for info in alone.infos] == [("docs", [])]  # joined an app without

@@ -19,6 +19,7 @@ from lodestar.errors import UnknownNameError, UsageError
 
 if TYPE_CHECKING:
     from lodestar.app import Lodestar
+    from lodestar.background.config import BackgroundTasksConfig
     from lodestar.background.manager import BackgroundTaskManager
     from lodestar.docs.service import DocsService
     from lodestar.runtime.agent import Agent
@@ -38,17 +39,23 @@ class AgentInfo(BaseModel):
         return ", ".join(f"{t} (background)" if t in self.background_tools else t for t in self.tools) or "none"
 
     @classmethod
-    def of(cls, agent: Agent) -> AgentInfo:
+    def of(cls, agent: Agent, config: BackgroundTasksConfig) -> AgentInfo:
+        """What the agent's tools are; those its app would run in the background, as the dispatcher decides."""
+        from lodestar.background.resolution import resolve
+
         model = agent.model if agent.model is None or isinstance(agent.model, str) else _model_id(agent.model)
+        background = [
+            name
+            for name, tool in agent.tools.items()
+            if config.enabled and resolve(tool, agent.background_tasks, config, None).enabled
+        ]
         return cls(
             id=agent.id,
             name=agent.name,
             description=agent.description,
             model=model,
             tools=list(agent.tools),
-            background_tools=[
-                name for name, tool in agent.tools.items() if tool.background is not None and tool.background.enabled
-            ],
+            background_tools=background,
         )
 
 
@@ -102,12 +109,12 @@ class AgentHost:
         self.tool_names: dict[str, str] = {}  # ask tool name -> agent id
         for spec, app in apps:
             for agent in app.agents.values():
-                self._add(AgentInfo.of(agent), f"--app {spec}")
+                self._add(AgentInfo.of(agent, app.background_tasks), f"--app {spec}")
                 self._owner[agent.id] = app
         if builtin_agent:
-            self._add(BUILTIN_DOCS, "the built-in docs agent (leave it out with --no-builtin-agents)")
+            self._add(BUILTIN_DOCS, "the built-in docs agent (leave it out with --no-builtin-agents)")  # name first
             if apps:
-                self._join_builtin(apps[0][1])
+                self.infos[-1] = self._join_builtin(apps[0][1])
         self._stack = AsyncExitStack()
         self._opening = asyncio.Lock()
         self._open = False
@@ -122,11 +129,14 @@ class AgentHost:
         self.tool_names[name] = info.id
         self.infos.append(info)
 
-    def _join_builtin(self, app: Lodestar) -> None:
+    def _join_builtin(self, app: Lodestar) -> AgentInfo:
+        """Into the first app, whose background task settings then decide where `research` runs."""
         from lodestar.builtin.docs_agent import docs_agent
 
-        app.add_agent(docs_agent(self.docs))
+        agent = docs_agent(self.docs)
+        app.add_agent(agent)
         self._owner[builtin.DOCS_AGENT_ID] = app
+        return AgentInfo.of(agent, app.background_tasks)
 
     @property
     def has_tasks(self) -> bool:
