@@ -18,7 +18,7 @@ from lodestar.docs.analysis import common, query_identifiers, query_words
 from lodestar.docs.errors import DocsError
 from lodestar.docs.models import DocPage, Heading, SearchHit
 from lodestar.docs.paging import Cursor
-from lodestar.docs.sections import slugify
+from lodestar.docs.sections import find_heading
 from lodestar.docs.service import DocsService
 from lodestar.docs.waiting import call_when_loaded
 from lodestar.runtime import Agent, Tool, ToolContext, tool
@@ -214,15 +214,10 @@ def _hit(hit: SearchHit) -> DocHit:
 
 
 def _heading(headings: list[Heading], wanted: str | None) -> Heading | None:
-    """The heading read_doc read, found in the page's outline as DocsService finds it: by anchor first, then by
-    text or slug. None for a whole page (or a heading the outline, cut to fit, leaves out)."""
-    if not wanted:
-        return None
-    wanted = wanted.strip().lstrip("#").strip()
-    lowered = wanted.lower()
-    by_anchor = (h for h in headings if h.anchor == wanted)
-    by_text = (h for h in headings if lowered in (h.text.lower(), slugify(h.text)))
-    return next(by_anchor, None) or next(by_text, None)
+    """The heading read_doc read, found in the page's outline as DocsService finds it. None for a whole page (or
+    a heading the outline, cut to fit, leaves out)."""
+    index = find_heading(wanted, [(h.anchor, h.text) for h in headings]) if wanted else None
+    return headings[index] if index is not None else None
 
 
 def _section(page: DocPage, heading: Heading | None) -> DocSection:

@@ -10,6 +10,7 @@ as fast as prose.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -78,6 +79,17 @@ def _parser() -> MarkdownIt:
 def slugify(text: str) -> str:
     """GitHub's heading anchor: lowercase, punctuation dropped, spaces to hyphens."""
     return _ANCHOR_DROP.sub("", text.strip().lower()).replace(" ", "-")
+
+
+def find_heading(wanted: str, headings: Sequence[tuple[str, str] | None]) -> int | None:
+    """Which of the (anchor, text) headings `wanted` names (None entries are not headings): by anchor first, then
+    by its text or the slug of its text, case aside; a leading '#' is ignored."""
+    wanted = wanted.strip().lstrip("#").strip()
+    index = next((i for i, h in enumerate(headings) if h is not None and h[0] == wanted), None)
+    if index is None:
+        lowered = wanted.lower()
+        index = next((i for i, h in enumerate(headings) if h and lowered in (h[1].lower(), slugify(h[1]))), None)
+    return index
 
 
 def _front_matter(text: str) -> tuple[dict[str, str], int]:

@@ -556,19 +556,12 @@ class DocsService:
         return PageText(corpus, relative, parsed)
 
     def _range(self, page: PageText, heading: str | None) -> tuple[int, int, str]:
-        from lodestar.docs.sections import slugify
+        from lodestar.docs.sections import find_heading
 
         sections = page.parsed.sections
         if not heading:
             return 0, len(page.parsed.text), ""
-        wanted = heading.strip().lstrip("#").strip()
-        index = next((i for i, s in enumerate(sections) if s.level and s.anchor == wanted), None)
-        if index is None:
-            lowered = wanted.lower()
-            index = next(
-                (i for i, s in enumerate(sections) if s.level and lowered in (s.heading.lower(), slugify(s.heading))),
-                None,
-            )
+        index = find_heading(heading, [(s.anchor, s.heading) if s.level else None for s in sections])
         if index is None:
             anchors = [s.anchor for s in page.parsed.headings[:ANCHORS_IN_ERROR]]
             more = len(page.parsed.headings) - len(anchors)
