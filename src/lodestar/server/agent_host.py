@@ -43,7 +43,9 @@ class AgentInfo(BaseModel):
         """What the agent's tools are; those its app would run in the background, as the dispatcher decides."""
         from lodestar.background.resolution import resolve
 
-        model = agent.model if agent.model is None or isinstance(agent.model, str) else _model_id(agent.model)
+        model = agent.model
+        if model is not None and not isinstance(model, str):  # a model object: every one has these two
+            model = f"{model.provider}/{model.model_id}"
         background = [
             name
             for name, tool in agent.tools.items()
@@ -57,10 +59,6 @@ class AgentInfo(BaseModel):
             tools=list(agent.tools),
             background_tools=background,
         )
-
-
-def _model_id(model: object) -> str:
-    return f"{getattr(model, 'provider', '?')}/{getattr(model, 'model_id', '?')}"
 
 
 BUILTIN_DOCS = AgentInfo(
