@@ -132,9 +132,7 @@ def _model(agent: Agent, given: str | None) -> str | None:
     """The model to pass: None when the agent has its own; a shell has no client to sample from."""
     if given == "sampling":
         raise UsageError(NO_SAMPLING)
-    if agent.model is None and not given:
-        raise UsageError(NO_MODEL.format(agent=agent.id))
-    return model_for(agent, given, None)
+    return model_for(agent, given, None, NO_MODEL)
 
 
 async def _answer(

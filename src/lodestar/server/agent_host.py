@@ -78,15 +78,16 @@ NO_MODEL = (
 )
 
 
-def model_for(agent: Agent, default: str | None, sampler: object | None) -> str | None:
-    """The agent's own model wins (None: the runtime uses it); else the server's default; else the client's."""
+def model_for(agent: Agent, default: str | None, sampler: object | None, missing: str = NO_MODEL) -> str | None:
+    """The agent's own model wins (None: the runtime uses it); else the server's default; else the client's; else
+    the `missing` error, which says how to give one where the call came from."""
     if agent.model is not None:
         return None
     if default:
         return default
     if sampler is not None:
         return "sampling"
-    raise UsageError(NO_MODEL.format(agent=agent.id))
+    raise UsageError(missing.format(agent=agent.id))
 
 
 def ask_tool_name(agent_id: str) -> str:
